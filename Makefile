@@ -1,0 +1,100 @@
+# thumbr — see README.md.  `make` builds ./thumbr, `make check` builds and runs every test,
+# `make demo` sets up and thumbnails testdata/ into out/, `make bench` measures.
+# make SANITIZER=address|undefined|thread [check]  builds into build/SANITIZER/.
+
+PKG_CONFIG ?= pkg-config
+CC ?= cc
+PREFIX ?= /usr/local
+DESTDIR ?=
+PKGS = vips libpng libjpeg
+DEBIAN_PKGS = build-essential pkg-config libvips-dev libjpeg62-turbo-dev libturbojpeg0-dev \
+	libpng-dev check
+
+SANITIZER ?=
+ifeq ($(SANITIZER),)
+  BUILD = build/default
+  SANFLAGS =
+else ifneq ($(filter $(SANITIZER),address undefined thread),)
+  BUILD = build/$(SANITIZER)
+  SANFLAGS = -fsanitize=$(SANITIZER) -fno-sanitize-recover=all -fno-omit-frame-pointer
+else
+  $(error SANITIZER must be address, undefined or thread, not '$(SANITIZER)')
+endif
+
+CFLAGS ?= -O2 -g
+WARN = -Wall -Wextra -Wshadow -Wstrict-prototypes -Wmissing-prototypes -Wno-unused-parameter
+ALL_CFLAGS = -std=gnu11 $(WARN) $(CFLAGS) $(SANFLAGS) -Iinclude \
+	$(shell $(PKG_CONFIG) --cflags $(PKGS) 2>/dev/null) -MMD -MP
+LIBS = $(shell $(PKG_CONFIG) --libs $(PKGS) 2>/dev/null) -lpthread -lm
+CHECK_CFLAGS = $(shell $(PKG_CONFIG) --cflags check 2>/dev/null)
+CHECK_LIBS = $(shell $(PKG_CONFIG) --libs check 2>/dev/null)
+
+MODULES = util opts scan plan shm ring pool io worker img out report batch
+OBJS = $(MODULES:%=$(BUILD)/src/%.o)
+TESTS = check_ring check_opts check_plan check_scan check_out check_img check_e2e
+TEST_OBJS = $(TESTS:%=$(BUILD)/tests/%.o) $(BUILD)/tests/check_main.o
+
+.PHONY: all check demo bench install clean deps
+all: thumbr
+
+thumbr: $(BUILD)/thumbr
+	cp $< $@
+
+$(BUILD)/thumbr: $(OBJS) $(BUILD)/src/main.o
+	$(CC) $(ALL_CFLAGS) -o $@ $^ $(LIBS)
+
+$(BUILD)/src/%.o: src/%.c
+	@mkdir -p $(@D)
+	$(CC) $(ALL_CFLAGS) -c -o $@ $<
+
+$(BUILD)/tests/%.o: tests/%.c
+	@mkdir -p $(@D)
+	$(CC) $(ALL_CFLAGS) $(CHECK_CFLAGS) -c -o $@ $<
+
+$(BUILD)/check_thumbr: $(OBJS) $(TEST_OBJS)
+	$(CC) $(ALL_CFLAGS) -o $@ $^ $(CHECK_LIBS) $(LIBS)
+
+# Every test: unit suites and end-to-end runs of the real binary over testdata/.
+check: deps-ok $(BUILD)/thumbr $(BUILD)/check_thumbr
+	THUMBR_BIN=$(CURDIR)/$(BUILD)/thumbr THUMBR_TESTDATA=$(CURDIR)/testdata \
+		$(BUILD)/check_thumbr
+
+# Set up (install build dependencies when root), build, thumbnail testdata/ into out/.
+demo:
+	@$(MAKE) --no-print-directory deps
+	@$(MAKE) --no-print-directory thumbr
+	@rm -rf out
+	@echo "./thumbr testdata out"
+	@./thumbr testdata out; rc=$$?; \
+	echo "exit status $$rc; thumbnails in out/$$(ls out)/"; \
+	if [ $$rc -eq 1 ]; then echo "(1 is expected: testdata/ holds deliberately broken images, see testdata/README.md)"; fi; \
+	[ $$rc -le 1 ]
+
+bench: thumbr
+	bench/run
+
+deps:
+	@if $(PKG_CONFIG) --exists $(PKGS) check 2>/dev/null; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		echo "installing build dependencies: $(DEBIAN_PKGS)"; \
+		apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q $(DEBIAN_PKGS); \
+	else \
+		echo "missing build dependencies; as root run:"; \
+		echo "  apt-get install $(DEBIAN_PKGS)"; exit 1; \
+	fi
+
+deps-ok:
+	@$(PKG_CONFIG) --exists $(PKGS) check 2>/dev/null || { \
+		echo "missing build dependencies; run 'make deps' as root, or:"; \
+		echo "  apt-get install $(DEBIAN_PKGS)"; exit 1; }
+
+install: thumbr
+	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/share/man/man1
+	install -m 755 thumbr $(DESTDIR)$(PREFIX)/bin/thumbr
+	install -m 644 man/thumbr.1 $(DESTDIR)$(PREFIX)/share/man/man1/thumbr.1
+
+clean:
+	rm -rf build thumbr out
+
+.PHONY: deps-ok
+-include $(OBJS:.o=.d) $(TEST_OBJS:.o=.d) $(BUILD)/src/main.d

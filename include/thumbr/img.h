@@ -1,0 +1,38 @@
+/*
+ * img: decode, resize, encode.  The only module that knows libvips, libjpeg and libpng.
+ * Used only inside worker processes, one image at a time per process (libvips runs with a
+ * concurrency of 1 and no operation cache there: the worker pool is the parallelism).
+ */
+#ifndef THUMBR_IMG_H
+#define THUMBR_IMG_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+struct img_box {
+	uint32_t width, height;
+};
+
+struct img_settings {
+	const struct img_box *boxes;
+	unsigned nboxes;
+	unsigned quality;
+};
+
+/* Called once per box, largest first is not promised; data is valid during the call only.
+ * Returns 0 to go on, -1 to stop (err set). */
+typedef int img_emit_fn(void *ctx, unsigned box, unsigned width, unsigned height,
+    const void *data, size_t len, char *err, size_t errsz);
+
+/* Start libvips in this process (workers only).  0 or -1. */
+int img_init(const char *argv0, char *err, size_t errsz);
+
+/* The size of a w x h image fitted into box: aspect kept, never enlarged, at least 1x1. */
+void img_fit(uint32_t w, uint32_t h, const struct img_box *box, uint32_t *tw, uint32_t *th);
+
+/* Thumbnail one encoded image (JPEG or PNG) into every box with one decode.  0, or -1 with
+ * err set to a reason (lowercase, no full stop). */
+int img_thumbnail(const unsigned char *src, size_t len, const struct img_settings *s,
+    img_emit_fn *emit, void *ctx, char *err, size_t errsz);
+
+#endif

@@ -1,0 +1,88 @@
+/*
+ * io: the main process's I/O stage and the state of every job.
+ *
+ * A pool of identical pthreads.  Each loops: drain a worker's response ring that has records
+ * (write pieces of thumbnails to temporary files, rename finished ones, settle jobs), else
+ * read the next source into the request ring of a worker that has room, else sleep on the
+ * segment's notify semaphore (posted by workers after every response record) for a slice.
+ *
+ * Locking: one mutex (io.mu) guards the job table, the counters and each worker's
+ * bookkeeping.  Rings stay single-producer single-consumer because a thread claims a
+ * worker's request ring (producing) or response ring (draining) under the mutex before it
+ * touches it, and only one claim of each kind can exist per worker.  No lock is held while
+ * reading a file, waiting on a ring or writing a thumbnail.
+ *
+ * Each worker is sent at most IO_DEPTH jobs at a time (one in hand, one waiting), so the load
+ * stays balanced and the jobs a dead worker held are exactly its in-flight list.
+ *
+ * The main thread (the supervisor) calls io_worker_died when it reaps a worker: the I/O
+ * threads are kept off that worker's rings, what it finished is drained, the job it was
+ * working on is retried once on a fresh worker and the others are requeued untouched.
+ */
+#ifndef THUMBR_IO_H
+#define THUMBR_IO_H
+
+#include <pthread.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "thumbr/opts.h"
+#include "thumbr/out.h"
+#include "thumbr/plan.h"
+#include "thumbr/shm.h"
+#include "thumbr/util.h"
+
+#define IO_DEPTH 2
+#define IO_TRIES 2              /* a job is tried on at most this many workers */
+
+struct io_worker {
+	pid_t pid;
+	int alive;                      /* spawned and not yet reaped */
+	int producing, draining;        /* claims, see above */
+	size_t inflight[IO_DEPTH];      /* job indices, in the order sent */
+	unsigned ninflight;
+	/* writer state, owned by whoever holds draining */
+	struct out_tmp cur;
+	unsigned long job_thumbs;       /* thumbnails written for inflight[0] */
+	int job_werr;                   /* a write for inflight[0] failed */
+	char werr[ERRSZ];
+};
+
+struct io {
+	pthread_mutex_t mu;
+	pthread_cond_t idle;            /* a producing or draining claim was dropped */
+	const struct opts *o;
+	struct shm *shm;
+	const struct plan *plan;
+	unsigned char *tries;           /* per job */
+	size_t next;                    /* next never-sent job */
+	size_t *retry;                  /* jobs to send again, before any new one */
+	size_t nretry;
+	size_t settled;                 /* jobs done or failed */
+	unsigned long thumbnails, failed;
+	int stop;
+	uint32_t inline_max;            /* larger sources go by path */
+	struct io_worker *w;
+	unsigned nw;
+	pthread_t *threads;
+	unsigned nthreads;
+};
+
+/* Set up for plan p (workers may not run yet).  0 or -1. */
+int io_init(struct io *io, const struct opts *o, struct shm *shm, const struct plan *p);
+/* Worker k runs as pid. */
+void io_worker_started(struct io *io, unsigned k, pid_t pid);
+/* Start the I/O threads.  0 or -1. */
+int io_start(struct io *io, char *err, size_t errsz);
+/* Main thread: worker k has died (how: "killed by signal 9 (SIGKILL)"). */
+void io_worker_died(struct io *io, unsigned k, const char *how);
+/* Every job settled. */
+int io_finished(struct io *io);
+/* Stop early: threads leave after what they are doing; rings are detached. */
+void io_stop(struct io *io);
+/* Wait for the threads, remove any temporary file still open. */
+void io_join(struct io *io);
+void io_free(struct io *io);
+
+#endif

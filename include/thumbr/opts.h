@@ -1,0 +1,43 @@
+/*
+ * opts: the command line: parsing, validation and --help.  Pure functions of argv, no
+ * global state beyond getopt's (called once, from the main thread, before anything starts).
+ */
+#ifndef THUMBR_OPTS_H
+#define THUMBR_OPTS_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#define OPTS_MAX_SIZES 16
+#define OPTS_SIZE_NAME 24
+
+struct opt_size {
+	uint32_t width, height;         /* the box */
+	char name[OPTS_SIZE_NAME];      /* as written: the output folder's name */
+};
+
+struct opts {
+	const char *input, *output;
+	struct opt_size sizes[OPTS_MAX_SIZES];
+	unsigned nsizes;
+	unsigned jobs;                  /* worker processes */
+	unsigned io_threads;
+	unsigned quality;               /* JPEG quality 1..100 */
+	uint64_t slot_size;             /* largest source sent through shared memory */
+};
+
+enum opts_result {
+	OPTS_RUN = 0,   /* go on */
+	OPTS_EXIT,      /* --help or --version printed: exit 0 */
+	OPTS_USAGE      /* err says what is wrong: exit 2 */
+};
+
+enum opts_result opts_parse(struct opts *o, int argc, char **argv, char *err, size_t errsz);
+/* "256" or "640x480" into s; 0, or -1 with a reason. */
+int opts_parse_size(const char *text, struct opt_size *s, char *err, size_t errsz);
+/* "8M", "512k", "1048576" into bytes; 0, or -1 with a reason. */
+int opts_parse_bytes(const char *text, uint64_t *bytes, char *err, size_t errsz);
+void opts_usage(FILE *fp);
+
+#endif

@@ -1,0 +1,56 @@
+/*
+ * scan: walk INPUT_DIR and list the images in it.  Runs in the main thread only.
+ *
+ * Rules: entries whose name starts with '.' are skipped silently; symbolic links are never
+ * followed and, like FIFOs, sockets and devices, are skipped and counted (never opened, so
+ * nothing can block); the directory identified by (exclude_dev, exclude_ino), the output, is
+ * not entered.  A regular file is an image when its first bytes are a JPEG or PNG signature;
+ * other files are skipped and counted, except that one whose name says it is an image
+ * (.jpg, .jpeg, .jpe, .png) is reported as a failure: a gallery must not silently lose it.
+ * Paths are bytes: nothing here assumes UTF-8.
+ */
+#ifndef THUMBR_SCAN_H
+#define THUMBR_SCAN_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+#include <time.h>
+
+enum scan_kind { SCAN_JPEG = 1, SCAN_PNG = 2 };
+
+struct scan_entry {
+	char *rel;                      /* path relative to the root, no leading "./" */
+	uint64_t size;
+	struct timespec mtime;
+	enum scan_kind kind;
+};
+
+/* Called for every path that is reported as failed (unreadable directory, non-image .jpg). */
+typedef void scan_fail_fn(void *ctx, const char *rel, const char *reason);
+
+struct scan_result {
+	struct scan_entry *v;
+	size_t n, cap;
+	unsigned long skipped;          /* non-images, links, special files */
+	unsigned long failed;           /* reported through fail() */
+};
+
+struct scan_opts {
+	dev_t exclude_dev;
+	ino_t exclude_ino;
+	int exclude;                    /* whether exclude_* is set */
+	scan_fail_fn *fail;
+	void *ctx;
+};
+
+/* Sniff a file's first bytes: SCAN_JPEG, SCAN_PNG or 0. */
+int scan_sniff(const unsigned char *p, size_t n);
+
+/* Walk root; entries come out sorted by rel (bytewise).  0, or -1 when root cannot be
+ * opened at all (err says why). */
+int scan_tree(const char *root, const struct scan_opts *so, struct scan_result *res,
+    char *err, size_t errsz);
+void scan_free(struct scan_result *res);
+
+#endif

@@ -1,0 +1,217 @@
+/*
+ * opts: parse and validate the command line (see thumbr(1)).  Called once from the main
+ * thread before any thread or worker exists; getopt_long's globals are its only state.
+ */
+#define _GNU_SOURCE
+#include "thumbr/opts.h"
+
+#include <errno.h>
+#include <getopt.h>
+#include <limits.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "thumbr/util.h"
+
+#define DEFAULT_SIZE "256"
+#define DEFAULT_IO_THREADS 4
+#define DEFAULT_QUALITY 80
+#define DEFAULT_SLOT (8u << 20)
+
+enum { OPT_IO_THREADS = 256, OPT_QUALITY, OPT_SLOT_SIZE };
+
+static const struct option longopts[] = {
+	{ "help", no_argument, NULL, 'h' },
+	{ "version", no_argument, NULL, 'V' },
+	{ "jobs", required_argument, NULL, 'j' },
+	{ "size", required_argument, NULL, 's' },
+	{ "io-threads", required_argument, NULL, OPT_IO_THREADS },
+	{ "quality", required_argument, NULL, OPT_QUALITY },
+	{ "slot-size", required_argument, NULL, OPT_SLOT_SIZE },
+	{ NULL, 0, NULL, 0 }
+};
+
+void
+opts_usage(FILE *fp)
+{
+	fputs("usage: thumbr [-hV] [-j N] [-s SIZE]... [--io-threads N] [--quality N]\n"
+	    "              [--slot-size BYTES] INPUT_DIR OUTPUT_DIR\n", fp);
+}
+
+static void
+help(void)
+{
+	opts_usage(stdout);
+	fputs("\nThumbnail every JPEG and PNG under INPUT_DIR into OUTPUT_DIR/SIZE/.\n\n"
+	    "  -s, --size SIZE       N (fit in NxN) or WxH; repeatable; default " DEFAULT_SIZE "\n"
+	    "  -j, --jobs N          worker processes; default: online CPUs\n"
+	    "      --io-threads N    reader and writer threads; default 4\n"
+	    "      --quality N       JPEG quality 1-100; default 80\n"
+	    "      --slot-size BYTES largest source passed through shared memory (k, M);\n"
+	    "                        default 8M\n"
+	    "  -h, --help            show this help\n"
+	    "  -V, --version         show the version\n"
+	    "\nExit status: 0 all done, 1 some images failed, 2 usage error,\n"
+	    "3 fatal runtime error, 128+N killed by signal N.  See thumbr(1).\n", stdout);
+}
+
+/* A decimal number in [lo, hi]; 0 or -1. */
+static int
+parse_uint(const char *text, unsigned long lo, unsigned long hi, unsigned long *v)
+{
+	char *end;
+
+	if (text[0] < '0' || text[0] > '9')
+		return -1;
+	errno = 0;
+	*v = strtoul(text, &end, 10);
+	if (errno != 0 || *end != '\0' || *v < lo || *v > hi)
+		return -1;
+	return 0;
+}
+
+int
+opts_parse_size(const char *text, struct opt_size *s, char *err, size_t errsz)
+{
+	const char *x = strchr(text, 'x');
+	unsigned long w, h;
+	char buf[OPTS_SIZE_NAME];
+
+	if (strlen(text) >= sizeof(buf))
+		goto bad;
+	if (x == NULL) {
+		if (parse_uint(text, 1, 65535, &w) != 0)
+			goto bad;
+		h = w;
+	} else {
+		memcpy(buf, text, (size_t)(x - text));
+		buf[x - text] = '\0';
+		if (parse_uint(buf, 1, 65535, &w) != 0 || parse_uint(x + 1, 1, 65535, &h) != 0)
+			goto bad;
+	}
+	s->width = (uint32_t)w;
+	s->height = (uint32_t)h;
+	strcpy(s->name, text);
+	return 0;
+bad:
+	errf(err, errsz, "bad size '%s': want N or WxH, each 1 to 65535", text);
+	return -1;
+}
+
+int
+opts_parse_bytes(const char *text, uint64_t *bytes, char *err, size_t errsz)
+{
+	char *end;
+	unsigned long long v;
+	uint64_t mul = 1;
+
+	if (text[0] < '0' || text[0] > '9')
+		goto bad;
+	errno = 0;
+	v = strtoull(text, &end, 10);
+	if (errno != 0)
+		goto bad;
+	if (*end == 'k' || *end == 'K')
+		mul = 1024, end++;
+	else if (*end == 'm' || *end == 'M')
+		mul = 1024 * 1024, end++;
+	if (*end != '\0' || v > (1ull << 30) / mul)
+		goto bad;
+	*bytes = v * mul;
+	if (*bytes < 64 * 1024)
+		goto bad;
+	return 0;
+bad:
+	errf(err, errsz, "bad byte count '%s': want 64k to 1024M", text);
+	return -1;
+}
+
+static enum opts_result
+number(const char *opt, const char *text, unsigned long lo, unsigned long hi, unsigned *out,
+    char *err, size_t errsz)
+{
+	unsigned long v;
+
+	if (parse_uint(text, lo, hi, &v) != 0) {
+		errf(err, errsz, "bad %s '%s': want %lu to %lu", opt, text, lo, hi);
+		return OPTS_USAGE;
+	}
+	*out = (unsigned)v;
+	return OPTS_RUN;
+}
+
+enum opts_result
+opts_parse(struct opts *o, int argc, char **argv, char *err, size_t errsz)
+{
+	long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+	int c;
+
+	memset(o, 0, sizeof(*o));
+	o->jobs = cpus < 1 ? 1 : cpus > 256 ? 256 : (unsigned)cpus;
+	o->io_threads = DEFAULT_IO_THREADS;
+	o->quality = DEFAULT_QUALITY;
+	o->slot_size = DEFAULT_SLOT;
+	optind = 0;     /* full re-initialisation, so tests can call us more than once */
+	opterr = 0;
+	while ((c = getopt_long(argc, argv, ":hVj:s:", longopts, NULL)) != -1) {
+		enum opts_result r = OPTS_RUN;
+
+		switch (c) {
+		case 'h':
+			help();
+			return OPTS_EXIT;
+		case 'V':
+			printf("thumbr %s\n", THUMBR_VERSION);
+			return OPTS_EXIT;
+		case 'j':
+			r = number("job count", optarg, 1, 256, &o->jobs, err, errsz);
+			break;
+		case 's':
+			if (o->nsizes == OPTS_MAX_SIZES) {
+				errf(err, errsz, "at most %d sizes", OPTS_MAX_SIZES);
+				return OPTS_USAGE;
+			}
+			if (opts_parse_size(optarg, &o->sizes[o->nsizes], err, errsz) != 0)
+				return OPTS_USAGE;
+			for (unsigned i = 0; i < o->nsizes; i++)
+				if (strcmp(o->sizes[i].name, optarg) == 0) {
+					errf(err, errsz, "size '%s' given twice", optarg);
+					return OPTS_USAGE;
+				}
+			o->nsizes++;
+			break;
+		case OPT_IO_THREADS:
+			r = number("I/O thread count", optarg, 1, 64, &o->io_threads, err, errsz);
+			break;
+		case OPT_QUALITY:
+			r = number("quality", optarg, 1, 100, &o->quality, err, errsz);
+			break;
+		case OPT_SLOT_SIZE:
+			if (opts_parse_bytes(optarg, &o->slot_size, err, errsz) != 0)
+				return OPTS_USAGE;
+			break;
+		case ':':
+			errf(err, errsz, "option '%s' needs a value", argv[optind - 1]);
+			return OPTS_USAGE;
+		default:
+			if (optopt != 0)
+				errf(err, errsz, "unknown option '-%c'", optopt);
+			else
+				errf(err, errsz, "unknown option '%s'", argv[optind - 1]);
+			return OPTS_USAGE;
+		}
+		if (r != OPTS_RUN)
+			return r;
+	}
+	if (argc - optind != 2) {
+		errf(err, errsz, argc - optind < 2 ? "need INPUT_DIR and OUTPUT_DIR" :
+		    "too many arguments");
+		return OPTS_USAGE;
+	}
+	o->input = argv[optind];
+	o->output = argv[optind + 1];
+	if (o->nsizes == 0)
+		(void)opts_parse_size(DEFAULT_SIZE, &o->sizes[o->nsizes++], NULL, 0);
+	return OPTS_RUN;
+}

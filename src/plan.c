@@ -1,0 +1,101 @@
+/*
+ * plan: output names, collision detection and the order of work.  Main thread only.
+ */
+#include "thumbr/plan.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "thumbr/util.h"
+
+char *
+plan_out_rel(const char *rel)
+{
+	const char *base = strrchr(rel, '/');
+	const char *dot;
+	size_t stem;
+	char *out;
+
+	base = base ? base + 1 : rel;
+	dot = strrchr(base, '.');
+	stem = (dot != NULL && dot != base) ? (size_t)(dot - rel) : strlen(rel);
+	out = xmalloc(stem + sizeof(".jpg"));
+	memcpy(out, rel, stem);
+	memcpy(out + stem, ".jpg", sizeof(".jpg"));
+	return out;
+}
+
+struct named {
+	char *out;
+	size_t idx;             /* into the scan result, which is sorted by rel */
+};
+
+static int
+by_out(const void *a, const void *b)
+{
+	const struct named *x = a, *y = b;
+	int c = strcmp(x->out, y->out);
+
+	return c != 0 ? c : (x->idx > y->idx) - (x->idx < y->idx);
+}
+
+static int
+biggest_first(const void *a, const void *b)
+{
+	const struct plan_job *x = a, *y = b;
+
+	if (x->size != y->size)
+		return x->size < y->size ? 1 : -1;
+	return strcmp(x->rel, y->rel);
+}
+
+void
+plan_build(struct plan *p, const struct scan_result *s, plan_fail_fn *fail, void *ctx)
+{
+	struct named *nm = xcalloc(s->n ? s->n : 1, sizeof(*nm));
+	size_t i;
+
+	memset(p, 0, sizeof(*p));
+	p->jobs = xcalloc(s->n ? s->n : 1, sizeof(*p->jobs));
+	for (i = 0; i < s->n; i++) {
+		nm[i].out = plan_out_rel(s->v[i].rel);
+		nm[i].idx = i;
+	}
+	qsort(nm, s->n, sizeof(*nm), by_out);
+	for (i = 0; i < s->n; i++) {
+		const struct scan_entry *e = &s->v[nm[i].idx];
+
+		if (i > 0 && strcmp(nm[i].out, nm[i - 1].out) == 0) {
+			/* the first (bytewise) source of this name keeps it */
+			size_t k = i;
+			char why[512];
+
+			while (k > 0 && strcmp(nm[k - 1].out, nm[i].out) == 0)
+				k--;
+			snprintf(why, sizeof(why), "output name %s is taken by %s", nm[i].out,
+			    s->v[nm[k].idx].rel);
+			if (fail != NULL)
+				fail(ctx, e->rel, why);
+			p->collisions++;
+			free(nm[i].out);
+			continue;
+		}
+		p->jobs[p->n].rel = e->rel;
+		p->jobs[p->n].out_rel = nm[i].out;
+		p->jobs[p->n].size = e->size;
+		p->jobs[p->n].kind = e->kind;
+		p->n++;
+	}
+	free(nm);
+	qsort(p->jobs, p->n, sizeof(*p->jobs), biggest_first);
+}
+
+void
+plan_free(struct plan *p)
+{
+	for (size_t i = 0; i < p->n; i++)
+		free(p->jobs[i].out_rel);
+	free(p->jobs);
+	memset(p, 0, sizeof(*p));
+}

@@ -1,0 +1,319 @@
+/*
+ * ring: single-producer single-consumer ring of variable-length records in shared memory.
+ * The contract (who writes which field, how waits end) is in include/thumbr/ring.h.
+ *
+ * Memory ordering, by edge:
+ *   R1  producer: release-store of head after writing a record;
+ *   A1  consumer: acquire-load of head before reading it (pairs with R1);
+ *   R2  consumer: release-store of tail after it has finished reading a record;
+ *   A2  producer: acquire-load of tail before overwriting that space (pairs with R2);
+ *   F1/F2  the sleeper stores its waiting flag and then, after a seq_cst fence, re-reads the
+ *       other side's counter; the waker stores its counter and then, after a seq_cst fence,
+ *       reads the waiting flag.  One of the two must see the other's store, so a wake-up is
+ *       never lost (Dekker's argument; F1 is in ring_sleep, F2 in ring_wake).
+ */
+#define _GNU_SOURCE
+#include "thumbr/ring.h"
+
+#include <errno.h>
+#include <string.h>
+#include <time.h>
+
+#define ALIGN_UP(n) (((n) + (RING_ALIGN - 1)) & ~(uint32_t)(RING_ALIGN - 1))
+#define HDR ((uint32_t)sizeof(struct ring_rec))
+
+_Static_assert(sizeof(struct ring_rec) == RING_ALIGN, "record header must equal RING_ALIGN");
+
+size_t
+ring_footprint(uint32_t size)
+{
+	return sizeof(struct ring) + size;
+}
+
+uint32_t
+ring_max_payload(const struct ring *r)
+{
+	return r->size - HDR;
+}
+
+int
+ring_init(struct ring *r, uint32_t size)
+{
+	if (size < 64 || (size & (size - 1)) != 0)
+		return -1;
+	memset(r, 0, sizeof(*r));
+	r->size = size;
+	if (sem_init(&r->items, 1, 0) != 0)
+		return -1;
+	if (sem_init(&r->spaces, 1, 0) != 0) {
+		sem_destroy(&r->items);
+		return -1;
+	}
+	return 0;
+}
+
+void
+ring_destroy(struct ring *r)
+{
+	sem_destroy(&r->items);
+	sem_destroy(&r->spaces);
+}
+
+void
+ring_reset(struct ring *r)
+{
+	uint32_t size = r->size;
+
+	ring_destroy(r);
+	(void)ring_init(r, size);       /* cannot fail: size was valid */
+}
+
+void
+ring_detach(struct ring *r)
+{
+	atomic_store_explicit(&r->detached, 1, memory_order_seq_cst);
+	sem_post(&r->items);
+	sem_post(&r->spaces);
+}
+
+int
+ring_is_detached(const struct ring *r)
+{
+	return atomic_load_explicit(&((struct ring *)r)->detached, memory_order_acquire) != 0;
+}
+
+static void
+deadline_from(struct timespec *dl, const struct ring_wait *w)
+{
+	clock_gettime(CLOCK_MONOTONIC, dl);
+	if (w->deadline_ms >= 0) {
+		dl->tv_sec += w->deadline_ms / 1000;
+		dl->tv_nsec += (long)(w->deadline_ms % 1000) * 1000000L;
+		if (dl->tv_nsec >= 1000000000L) {
+			dl->tv_sec++;
+			dl->tv_nsec -= 1000000000L;
+		}
+	}
+}
+
+static int
+past(const struct timespec *dl)
+{
+	struct timespec now;
+
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	return now.tv_sec > dl->tv_sec || (now.tv_sec == dl->tv_sec && now.tv_nsec >= dl->tv_nsec);
+}
+
+/*
+ * Sleep on sem for at most one slice.  *waiting must already be 1 and the caller must have
+ * re-checked its condition after a seq_cst fence (F1).  Returns RING_OK to re-check.
+ */
+static enum ring_result
+ring_sleep(struct ring *r, sem_t *sem, _Atomic uint32_t *waiting, const struct ring_wait *w,
+    const struct timespec *dl)
+{
+	struct timespec ts;
+	int rc;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	ts.tv_sec += w->slice_ms / 1000;
+	ts.tv_nsec += (long)(w->slice_ms % 1000) * 1000000L;
+	if (ts.tv_nsec >= 1000000000L) {
+		ts.tv_sec++;
+		ts.tv_nsec -= 1000000000L;
+	}
+	do
+		rc = sem_timedwait(sem, &ts);
+	while (rc != 0 && errno == EINTR);
+	atomic_store_explicit(waiting, 0, memory_order_relaxed);
+	if (atomic_load_explicit(&r->detached, memory_order_acquire))
+		return RING_DETACHED;
+	if (rc != 0) {
+		/* a slice passed with no wake-up: is anybody still there? */
+		if (w->alive != NULL && !w->alive(w->arg))
+			return RING_DETACHED;
+		if (w->deadline_ms >= 0 && past(dl))
+			return RING_TIMEOUT;
+	}
+	return RING_OK;
+}
+
+/* Wake the other side if it said it sleeps (F2: pairs with F1 in the sleeper). */
+static void
+ring_wake(sem_t *sem, _Atomic uint32_t *waiting)
+{
+	atomic_thread_fence(memory_order_seq_cst);                      /* F2 */
+	if (atomic_load_explicit(waiting, memory_order_relaxed) &&
+	    atomic_exchange_explicit(waiting, 0, memory_order_relaxed))
+		sem_post(sem);
+}
+
+/* Producer: wait until `need` bytes are free. */
+static enum ring_result
+wait_space(struct ring *r, uint32_t head, uint32_t need, const struct ring_wait *w,
+    const struct timespec *dl)
+{
+	for (;;) {
+		uint32_t tail = atomic_load_explicit(&r->tail, memory_order_acquire);  /* A2 */
+		enum ring_result rr;
+
+		if (atomic_load_explicit(&r->detached, memory_order_acquire))
+			return RING_DETACHED;
+		if (r->size - (head - tail) >= need)
+			return RING_OK;
+		atomic_store_explicit(&r->prod_waiting, 1, memory_order_relaxed);
+		atomic_thread_fence(memory_order_seq_cst);                      /* F1 */
+		tail = atomic_load_explicit(&r->tail, memory_order_acquire);    /* A2 */
+		if (r->size - (head - tail) >= need) {
+			atomic_store_explicit(&r->prod_waiting, 0, memory_order_relaxed);
+			return RING_OK;
+		}
+		rr = ring_sleep(r, &r->spaces, &r->prod_waiting, w, dl);
+		if (rr != RING_OK)
+			return rr;
+	}
+}
+
+static void
+publish_head(struct ring *r, uint32_t head)
+{
+	atomic_store_explicit(&r->head, head, memory_order_release);   /* R1 */
+	ring_wake(&r->items, &r->cons_waiting);
+}
+
+enum ring_result
+ring_reserve(struct ring *r, uint32_t len, void **payload, const struct ring_wait *w)
+{
+	uint32_t head, pos, contig, need;
+	struct timespec dl;
+	enum ring_result rr;
+
+	if (len > r->size - HDR)
+		return RING_TOOBIG;
+	need = ALIGN_UP(HDR + len);
+	deadline_from(&dl, w);
+	head = atomic_load_explicit(&r->head, memory_order_relaxed);    /* ours */
+	pos = head & (r->size - 1);
+	contig = r->size - pos;
+	if (need > contig) {
+		/* fill the end of the buffer with padding and start again at 0 */
+		struct ring_rec *pad = (struct ring_rec *)(r->data + pos);
+
+		if ((rr = wait_space(r, head, contig, w, &dl)) != RING_OK)
+			return rr;
+		pad->len = contig;
+		pad->type = RING_TYPE_PAD;
+		pad->job = 0;
+		head += contig;
+		publish_head(r, head);
+		pos = 0;
+	}
+	if ((rr = wait_space(r, head, need, w, &dl)) != RING_OK)
+		return rr;
+	*payload = ((struct ring_rec *)(r->data + pos))->payload;
+	return RING_OK;
+}
+
+void
+ring_commit(struct ring *r, uint32_t type, uint64_t job, uint32_t len)
+{
+	uint32_t head = atomic_load_explicit(&r->head, memory_order_relaxed);
+	struct ring_rec *rec = (struct ring_rec *)(r->data + (head & (r->size - 1)));
+
+	rec->len = HDR + len;
+	rec->type = type;
+	rec->job = job;
+	publish_head(r, head + ALIGN_UP(HDR + len));
+}
+
+enum ring_result
+ring_push(struct ring *r, uint32_t type, uint64_t job, const void *p, uint32_t len,
+    const struct ring_wait *w)
+{
+	void *dst;
+	enum ring_result rr = ring_reserve(r, len, &dst, w);
+
+	if (rr != RING_OK)
+		return rr;
+	if (len > 0)
+		memcpy(dst, p, len);
+	ring_commit(r, type, job, len);
+	return RING_OK;
+}
+
+/* Consumer: the record at tail, with padding consumed; NULL when empty. */
+static struct ring_rec *
+front(struct ring *r)
+{
+	for (;;) {
+		uint32_t tail = atomic_load_explicit(&r->tail, memory_order_relaxed);  /* ours */
+		uint32_t head = atomic_load_explicit(&r->head, memory_order_acquire);  /* A1 */
+		struct ring_rec *rec;
+
+		if (head == tail)
+			return NULL;
+		rec = (struct ring_rec *)(r->data + (tail & (r->size - 1)));
+		if (rec->type != RING_TYPE_PAD)
+			return rec;
+		atomic_store_explicit(&r->tail, tail + rec->len, memory_order_release);  /* R2 */
+		ring_wake(&r->spaces, &r->prod_waiting);
+	}
+}
+
+enum ring_result
+ring_try_peek(struct ring *r, struct ring_rec **recp)
+{
+	*recp = front(r);
+	return *recp != NULL ? RING_OK : RING_EMPTY;
+}
+
+int
+ring_pending(const struct ring *r)
+{
+	struct ring *m = (struct ring *)r;
+
+	return atomic_load_explicit(&m->head, memory_order_acquire) !=     /* A1 */
+	    atomic_load_explicit(&m->tail, memory_order_acquire);
+}
+
+enum ring_result
+ring_peek(struct ring *r, struct ring_rec **recp, const struct ring_wait *w)
+{
+	struct timespec dl;
+
+	deadline_from(&dl, w);
+	for (;;) {
+		struct ring_rec *rec = front(r);
+		enum ring_result rr;
+
+		if (rec != NULL) {
+			*recp = rec;
+			return RING_OK;
+		}
+		if (atomic_load_explicit(&r->detached, memory_order_acquire))
+			return RING_DETACHED;
+		atomic_store_explicit(&r->cons_waiting, 1, memory_order_relaxed);
+		atomic_thread_fence(memory_order_seq_cst);                      /* F1 */
+		if (atomic_load_explicit(&r->head, memory_order_acquire) !=     /* A1 */
+		    atomic_load_explicit(&r->tail, memory_order_relaxed)) {
+			atomic_store_explicit(&r->cons_waiting, 0, memory_order_relaxed);
+			continue;
+		}
+		rr = ring_sleep(r, &r->items, &r->cons_waiting, w, &dl);
+		if (rr == RING_DETACHED && front(r) != NULL)
+			continue;       /* drain what a detached producer left */
+		if (rr != RING_OK)
+			return rr;
+	}
+}
+
+void
+ring_release(struct ring *r)
+{
+	uint32_t tail = atomic_load_explicit(&r->tail, memory_order_relaxed);
+	struct ring_rec *rec = (struct ring_rec *)(r->data + (tail & (r->size - 1)));
+
+	atomic_store_explicit(&r->tail, tail + ALIGN_UP(rec->len), memory_order_release);  /* R2 */
+	ring_wake(&r->spaces, &r->prod_waiting);
+}

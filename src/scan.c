@@ -1,0 +1,203 @@
+/*
+ * scan: walk the input tree with openat/fdopendir, one descriptor per directory level,
+ * never following a symbolic link and never opening anything but directories and regular
+ * files (O_NOFOLLOW | O_NONBLOCK, so a FIFO swapped in after the stat cannot block us).
+ * Main thread only.  Rules are in thumbr/scan.h.
+ */
+#define _GNU_SOURCE
+#include "thumbr/scan.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "thumbr/util.h"
+
+int
+scan_sniff(const unsigned char *p, size_t n)
+{
+	static const unsigned char png[8] = { 0x89, 'P', 'N', 'G', '\r', '\n', 0x1a, '\n' };
+
+	if (n >= 3 && p[0] == 0xff && p[1] == 0xd8 && p[2] == 0xff)
+		return SCAN_JPEG;
+	if (n >= 8 && memcmp(p, png, 8) == 0)
+		return SCAN_PNG;
+	return 0;
+}
+
+static int
+named_like_image(const char *name)
+{
+	const char *dot = strrchr(name, '.');
+
+	return dot != NULL && (strcasecmp(dot, ".jpg") == 0 || strcasecmp(dot, ".jpeg") == 0 ||
+	    strcasecmp(dot, ".jpe") == 0 || strcasecmp(dot, ".png") == 0);
+}
+
+static char *
+join(const char *dir, const char *name)
+{
+	size_t a = strlen(dir), b = strlen(name);
+	char *p = xmalloc(a + b + 2);
+
+	if (a == 0) {
+		memcpy(p, name, b + 1);
+	} else {
+		memcpy(p, dir, a);
+		p[a] = '/';
+		memcpy(p + a + 1, name, b + 1);
+	}
+	return p;
+}
+
+static void
+fail(const struct scan_opts *so, struct scan_result *res, const char *rel, const char *why)
+{
+	res->failed++;
+	if (so->fail != NULL)
+		so->fail(so->ctx, rel, why);
+}
+
+static void
+add(struct scan_result *res, char *rel, const struct stat *st, int kind)
+{
+	struct scan_entry *e;
+
+	if (res->n == res->cap) {
+		res->cap = res->cap ? res->cap * 2 : 256;
+		res->v = xrealloc(res->v, res->cap * sizeof(*res->v));
+	}
+	e = &res->v[res->n++];
+	e->rel = rel;
+	e->size = (uint64_t)st->st_size;
+	e->mtime = st->st_mtim;
+	e->kind = kind;
+}
+
+/* Look at one regular file: an image, a non-image, or a failure. */
+static void
+file(int dfd, const char *name, char *rel, const struct stat *st, const struct scan_opts *so,
+    struct scan_result *res)
+{
+	unsigned char head[8];
+	ssize_t n;
+	int fd, kind;
+
+	fd = openat(dfd, name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC | O_NOCTTY);
+	if (fd < 0) {
+		fail(so, res, rel, strerror(errno));
+		free(rel);
+		return;
+	}
+	do
+		n = pread(fd, head, sizeof(head), 0);
+	while (n < 0 && errno == EINTR);
+	close(fd);
+	if (n < 0) {
+		fail(so, res, rel, strerror(errno));
+		free(rel);
+		return;
+	}
+	kind = scan_sniff(head, (size_t)n);
+	if (kind != 0) {
+		add(res, rel, st, kind);
+		return;
+	}
+	if (named_like_image(name))
+		fail(so, res, rel, n == 0 ? "empty file" : "not a JPEG or PNG image");
+	else
+		res->skipped++;
+	free(rel);
+}
+
+static void
+walk(int dfd, const char *reldir, const struct scan_opts *so, struct scan_result *res)
+{
+	DIR *d = fdopendir(dfd);
+	struct dirent *de;
+
+	if (d == NULL) {
+		fail(so, res, reldir, strerror(errno));
+		close(dfd);
+		return;
+	}
+	for (;;) {
+		struct stat st;
+		char *rel;
+
+		errno = 0;
+		if ((de = readdir(d)) == NULL) {
+			if (errno != 0)
+				fail(so, res, reldir[0] ? reldir : ".", strerror(errno));
+			break;
+		}
+		if (de->d_name[0] == '.')
+			continue;       /* ".", "..", dot-files and dot-directories */
+		rel = join(reldir, de->d_name);
+		if (fstatat(dirfd(d), de->d_name, &st, AT_SYMLINK_NOFOLLOW) != 0) {
+			if (errno != ENOENT)    /* vanished meanwhile: nothing to do */
+				fail(so, res, rel, strerror(errno));
+			free(rel);
+			continue;
+		}
+		if (S_ISDIR(st.st_mode)) {
+			int cfd;
+
+			if (so->exclude && st.st_dev == so->exclude_dev && st.st_ino == so->exclude_ino) {
+				free(rel);
+				continue;
+			}
+			cfd = openat(dirfd(d), de->d_name,
+			    O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+			if (cfd < 0)
+				fail(so, res, rel, strerror(errno));
+			else
+				walk(cfd, rel, so, res);
+			free(rel);
+		} else if (S_ISREG(st.st_mode)) {
+			file(dirfd(d), de->d_name, rel, &st, so, res);
+		} else {
+			res->skipped++;         /* link, FIFO, socket, device */
+			free(rel);
+		}
+	}
+	closedir(d);
+}
+
+static int
+by_rel(const void *a, const void *b)
+{
+	return strcmp(((const struct scan_entry *)a)->rel, ((const struct scan_entry *)b)->rel);
+}
+
+int
+scan_tree(const char *root, const struct scan_opts *so, struct scan_result *res,
+    char *err, size_t errsz)
+{
+	int fd;
+
+	memset(res, 0, sizeof(*res));
+	fd = open(root, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (fd < 0) {
+		errf(err, errsz, "%s: %s", root, strerror(errno));
+		return -1;
+	}
+	walk(fd, "", so, res);
+	if (res->n > 1)
+		qsort(res->v, res->n, sizeof(*res->v), by_rel);
+	return 0;
+}
+
+void
+scan_free(struct scan_result *res)
+{
+	for (size_t i = 0; i < res->n; i++)
+		free(res->v[i].rel);
+	free(res->v);
+	memset(res, 0, sizeof(*res));
+}
