@@ -1,0 +1,422 @@
+/*
+ * End to end: the real binary ($THUMBR_BIN) over testdata/ and over trees built here.
+ * Dimensions are read from the files' own headers by testutil.c, not by thumbr's code.
+ */
+#define _GNU_SOURCE
+#include <check.h>
+#include <dirent.h>
+#include <errno.h>
+#include <ftw.h>
+#include <math.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "suites.h"
+#include "testutil.h"
+
+static char *tmp;
+
+static void
+setup(void)
+{
+	tmp = tu_tmpdir();
+}
+
+static void
+teardown(void)
+{
+	tu_rmrf(tmp);
+	free(tmp);
+}
+
+/* Does a thumbnail of a sw x sh source fit box bw x bh with the aspect kept (+-1 px)? */
+static int
+fits(unsigned sw, unsigned sh, unsigned bw, unsigned bh, unsigned tw, unsigned th)
+{
+	double s = fmin(1.0, fmin((double)bw / sw, (double)bh / sh));
+
+	return tw <= bw && th <= bh && fabs(tw - sw * s) <= 1.01 && fabs(th - sh * s) <= 1.01 &&
+	    (s == 1.0 ? (tw == sw && th == sh) : (tw == bw || th == bh));
+}
+
+/* The output name: extension replaced by .jpg */
+static char *
+out_name(const char *out, const char *size, const char *rel)
+{
+	const char *base = strrchr(rel, '/'), *dot;
+	char *p;
+	int stem;
+
+	base = base ? base + 1 : rel;
+	dot = strrchr(base, '.');
+	stem = dot && dot != base ? (int)(dot - rel) : (int)strlen(rel);
+	if (asprintf(&p, "%s/%s/%.*s.jpg", out, size, stem, rel) < 0)
+		ck_abort_msg("asprintf");
+	return p;
+}
+
+static int
+expected_to_fail(const char *rel)
+{
+	const char *base = strrchr(rel, '/');
+
+	base = base ? base + 1 : rel;
+	return (strncmp(rel, "pngsuite/", 9) == 0 && base[0] == 'x') ||
+	    strcmp(base, "monkey12.jpg") == 0;
+}
+
+/* ---- walking testdata ---- */
+
+static struct {
+	const char *root, *out, *err;
+	unsigned checked, failed_seen, bad;
+	char first_bad[512];
+} walk;
+
+static int
+check_one(const char *path, const struct stat *st, int flag, struct FTW *f)
+{
+	const char *rel = path + strlen(walk.root) + 1;
+	unsigned sw, sh, tw, th;
+	char *o;
+
+	(void)st;
+	(void)f;
+	if (flag != FTW_F || strstr(rel, "/.") || rel[0] == '.')
+		return 0;
+	if (!expected_to_fail(rel) && !tu_is_image(path))
+		return 0;       /* LICENSE, README: skipped */
+	o = out_name(walk.out, "256", rel);
+	if (expected_to_fail(rel)) {
+		if (access(o, F_OK) == 0 || strstr(walk.err, rel) == NULL) {
+			if (!walk.bad++)
+				snprintf(walk.first_bad, sizeof(walk.first_bad),
+				    "%s: broken source has a thumbnail or is not named on stderr", rel);
+		} else {
+			walk.failed_seen++;
+		}
+	} else if (tu_image_size(path, &sw, &sh) != 0 || tu_image_size(o, &tw, &th) != 0 ||
+	    !fits(sw, sh, 256, 256, tw, th)) {
+		if (!walk.bad++)
+			snprintf(walk.first_bad, sizeof(walk.first_bad), "%s: missing or wrong size", o);
+	} else {
+		walk.checked++;
+	}
+	free(o);
+	return 0;
+}
+
+static int
+count_files(const char *dir, const char *needle)
+{
+	char *cmd, line[4096];
+	FILE *p;
+	int n = 0;
+
+	if (asprintf(&cmd, "find '%s' -type f", dir) < 0)
+		ck_abort_msg("asprintf");
+	p = popen(cmd, "r");
+	while (fgets(line, sizeof(line), p))
+		if (needle == NULL || strstr(line, needle))
+			n++;
+	pclose(p);
+	free(cmd);
+	return n;
+}
+
+START_TEST(testdata_every_thumbnail)
+{
+	char *out = tu_join(tmp, "out"), *err = NULL;
+	char *argv[] = { (char *)tu_bin(), "-j2", (char *)tu_testdata(), out, NULL };
+	int rc = tu_run(argv, NULL, &err);
+	unsigned long images, thumbs, failed, skipped;
+	const char *sum;
+
+	ck_assert_msg(rc == 1, "exit %d (testdata holds broken files, want 1): %s", rc, err);
+	memset(&walk, 0, sizeof(walk));
+	walk.root = tu_testdata();
+	walk.out = out;
+	walk.err = err;
+	nftw(walk.root, check_one, 16, FTW_PHYS);
+	ck_assert_msg(walk.bad == 0, "%u bad, first: %s", walk.bad, walk.first_bad);
+	ck_assert_uint_ge(walk.checked, 150);
+	ck_assert_uint_ge(walk.failed_seen, 15);
+	/* the summary agrees with what is on disk and on stderr */
+	sum = strstr(err, "thumbr: ");
+	while (sum && strstr(sum + 1, "thumbr: "))
+		sum = strstr(sum + 1, "thumbr: ");
+	ck_assert_int_eq(sscanf(sum, "thumbr: %lu images, %lu thumbnails, %lu failed, %lu skipped",
+	    &images, &thumbs, &failed, &skipped), 4);
+	ck_assert_uint_eq(thumbs, walk.checked);
+	ck_assert_uint_eq(failed, walk.failed_seen);
+	ck_assert_int_eq(count_files(out, NULL), (int)walk.checked);
+	ck_assert_int_eq(count_files(out, ".thumbr-"), 0);
+	free(out);
+	free(err);
+}
+END_TEST
+
+/* A tree of n copies of the orientation examples (about 350 KB each). */
+static void
+make_tree(const char *dir, int copies)
+{
+	char *src = tu_join(tu_testdata(), "exif-orientation");
+	DIR *d = opendir(src);
+	struct dirent *de;
+
+	ck_assert_ptr_nonnull(d);
+	while ((de = readdir(d)) != NULL) {
+		if (strstr(de->d_name, ".jpg") == NULL)
+			continue;
+		for (int c = 0; c < copies; c++) {
+			char *from = tu_join(src, de->d_name), *to;
+
+			if (asprintf(&to, "%s/copy %d/%s", dir, c, de->d_name) < 0)
+				ck_abort_msg("asprintf");
+			ck_assert_int_eq(tu_copy(from, to), 0);
+			free(from);
+			free(to);
+		}
+	}
+	closedir(d);
+	free(src);
+}
+
+START_TEST(two_sizes_one_run)
+{
+	char *in = tu_join(tmp, "in"), *out = tu_join(tmp, "out"), *err = NULL;
+	char *argv[] = { (char *)tu_bin(), "-s", "64", "-s", "100x40", in, out, NULL };
+	unsigned tw, th, sw, sh;
+	char *src, *a, *b;
+
+	make_tree(in, 1);
+	ck_assert_int_eq(tu_run(argv, NULL, &err), 0);
+	src = tu_join(in, "copy 0/Landscape_1.jpg");
+	a = tu_join(out, "64/copy 0/Landscape_1.jpg");
+	b = tu_join(out, "100x40/copy 0/Landscape_1.jpg");
+	ck_assert_int_eq(tu_image_size(src, &sw, &sh), 0);
+	ck_assert_int_eq(tu_image_size(a, &tw, &th), 0);
+	ck_assert_msg(fits(sw, sh, 64, 64, tw, th), "64: %ux%u from %ux%u", tw, th, sw, sh);
+	ck_assert_int_eq(tu_image_size(b, &tw, &th), 0);
+	ck_assert_msg(fits(sw, sh, 100, 40, tw, th), "100x40: %ux%u from %ux%u", tw, th, sw, sh);
+	ck_assert_int_eq(count_files(out, NULL), 2 * 18);
+	free(src), free(a), free(b), free(in), free(out), free(err);
+}
+END_TEST
+
+START_TEST(big_sources_bypass_the_ring)
+{
+	/* every source is larger than a 64k slot: the worker reads it by path */
+	char *in = tu_join(tmp, "in"), *out = tu_join(tmp, "out"), *err = NULL;
+	char *argv[] = { (char *)tu_bin(), "-j2", "--slot-size", "64k", in, out, NULL };
+
+	make_tree(in, 1);
+	ck_assert_int_eq(tu_run(argv, NULL, &err), 0);
+	ck_assert_int_eq(count_files(out, NULL), 18);
+	free(in), free(out), free(err);
+}
+END_TEST
+
+START_TEST(collision_reported_not_overwritten)
+{
+	char *in = tu_join(tmp, "in"), *out = tu_join(tmp, "out"), *err = NULL;
+	char *argv[] = { (char *)tu_bin(), in, out, NULL };
+	char *png = tu_join(tu_testdata(), "pngsuite/basn2c08.png");
+	char *jpg = tu_join(tu_testdata(), "libjpeg-turbo/testorig.jpg");
+	char *a_png = tu_join(in, "a.png"), *a_jpg = tu_join(in, "a.jpg"), *t;
+	unsigned w, h, sw, sh;
+
+	ck_assert_int_eq(tu_copy(png, a_png), 0);
+	ck_assert_int_eq(tu_copy(jpg, a_jpg), 0);
+	ck_assert_int_eq(tu_run(argv, NULL, &err), 1);
+	ck_assert_msg(strstr(err, "a.png: output name a.jpg is taken by a.jpg") != NULL, "%s", err);
+	t = tu_join(out, "256/a.jpg");
+	ck_assert_int_eq(tu_image_size(t, &w, &h), 0);
+	ck_assert_int_eq(tu_image_size(a_jpg, &sw, &sh), 0);
+	ck_assert_msg(fits(sw, sh, 256, 256, w, h), "a.jpg's thumbnail is %ux%u", w, h);
+	free(in), free(out), free(err), free(png), free(jpg), free(a_png), free(a_jpg), free(t);
+}
+END_TEST
+
+START_TEST(mirrors_odd_names_and_skips)
+{
+	char *in = tu_join(tmp, "in"), *out = tu_join(tmp, "out"), *err = NULL;
+	char *argv[] = { (char *)tu_bin(), in, out, NULL };
+	char *jpg = tu_join(tu_testdata(), "libjpeg-turbo/testorig.jpg");
+	const char *names[] = { "deep/er/still/x.JPG", "with space/été.jpeg", "bytes/\xff\xfe.jpg",
+	    "-dash.jpg", "noext" };
+	const char *outs[] = { "deep/er/still/x.jpg", "with space/été.jpg", "bytes/\xff\xfe.jpg",
+	    "-dash.jpg", "noext.jpg" };
+
+	for (size_t i = 0; i < 5; i++) {
+		char *p = tu_join(in, names[i]);
+
+		ck_assert_int_eq(tu_copy(jpg, p), 0);
+		free(p);
+	}
+	{
+		char *t = tu_join(in, "notes.txt"), *h = tu_join(in, ".hidden/h.jpg");
+		char *d = tu_join(in, ".dot.jpg");
+
+		ck_assert_int_eq(tu_write(t, "hello\n", 6), 0);
+		ck_assert_int_eq(tu_copy(jpg, h), 0);
+		ck_assert_int_eq(tu_copy(jpg, d), 0);
+		free(t), free(h), free(d);
+	}
+	ck_assert_int_eq(tu_run(argv, NULL, &err), 0);
+	for (size_t i = 0; i < 5; i++) {
+		char *p;
+		unsigned w, h;
+
+		if (asprintf(&p, "%s/256/%s", out, outs[i]) < 0)
+			ck_abort_msg("asprintf");
+		ck_assert_msg(tu_image_size(p, &w, &h) == 0, "no %s", p);
+		free(p);
+	}
+	ck_assert_int_eq(count_files(out, NULL), 5);
+	ck_assert_msg(strstr(err, "5 images, 5 thumbnails, 0 failed, 1 skipped") != NULL, "%s", err);
+	free(in), free(out), free(err), free(jpg);
+}
+END_TEST
+
+START_TEST(output_inside_input_is_not_scanned)
+{
+	char *in = tu_join(tmp, "in"), *out = tu_join(in, "thumbs"), *err = NULL;
+	char *argv[] = { (char *)tu_bin(), in, out, NULL };
+
+	make_tree(in, 1);
+	ck_assert_int_eq(tu_run(argv, NULL, &err), 0);
+	free(err);
+	ck_assert_int_eq(tu_run(argv, NULL, &err), 0);  /* a second run must not see thumbs/ */
+	ck_assert_msg(strstr(err, "18 images, 18 thumbnails") != NULL, "%s", err);
+	ck_assert_int_eq(count_files(out, NULL), 18);
+	free(in), free(out), free(err);
+}
+END_TEST
+
+/* ---- exit statuses ---- */
+
+START_TEST(usage_errors_exit_2)
+{
+	char *err = NULL, *out = NULL;
+	char *o = tu_join(tmp, "o"), *missing = tu_join(tmp, "missing");
+	char *a1[] = { (char *)tu_bin(), NULL };
+	char *a2[] = { (char *)tu_bin(), missing, o, NULL };
+	char *a3[] = { (char *)tu_bin(), "--bogus", tmp, o, NULL };
+	char *a4[] = { (char *)tu_bin(), "-s", "0", tmp, o, NULL };
+	char *a5[] = { (char *)tu_bin(), "--quality", "101", tmp, o, NULL };
+	char *h[] = { (char *)tu_bin(), "--help", NULL };
+	char *v[] = { (char *)tu_bin(), "-V", NULL };
+
+	ck_assert_int_eq(tu_run(a1, NULL, &err), 2);
+	ck_assert_ptr_nonnull(strstr(err, "usage: thumbr"));
+	free(err);
+	ck_assert_int_eq(tu_run(a2, NULL, &err), 2);
+	ck_assert_msg(strstr(err, missing) != NULL, "%s", err);
+	free(err);
+	ck_assert_int_eq(tu_run(a3, NULL, NULL), 2);
+	ck_assert_int_eq(tu_run(a4, NULL, NULL), 2);
+	ck_assert_int_eq(tu_run(a5, NULL, NULL), 2);
+	ck_assert_int_eq(tu_run(h, &out, NULL), 0);
+	ck_assert_ptr_nonnull(strstr(out, "usage: thumbr"));
+	free(out);
+	ck_assert_int_eq(tu_run(v, &out, NULL), 0);
+	ck_assert_ptr_nonnull(strstr(out, "thumbr "));
+	free(out), free(o), free(missing);
+}
+END_TEST
+
+START_TEST(uncreatable_output_is_fatal)
+{
+	char *in = tu_join(tmp, "in"), *file = tu_join(tmp, "file");
+	char *out = tu_join(file, "out"), *err = NULL;
+	char *argv[] = { (char *)tu_bin(), in, out, NULL };
+
+	make_tree(in, 1);
+	ck_assert_int_eq(tu_write(file, "x", 1), 0);
+	ck_assert_int_eq(tu_run(argv, NULL, &err), 3);
+	ck_assert_msg(strstr(err, file) != NULL, "%s", err);
+	free(in), free(file), free(out), free(err);
+}
+END_TEST
+
+/* ---- a worker dies mid-run ---- */
+
+/* A child of parent, or 0. */
+static pid_t
+child_of(pid_t parent)
+{
+	DIR *d = opendir("/proc");
+	struct dirent *de;
+	pid_t found = 0;
+
+	while (d && (de = readdir(d)) != NULL && found == 0) {
+		char path[300], buf[512], *rp;
+		FILE *f;
+		int ppid;
+
+		if (de->d_name[0] < '0' || de->d_name[0] > '9')
+			continue;
+		snprintf(path, sizeof(path), "/proc/%s/stat", de->d_name);
+		if ((f = fopen(path, "r")) == NULL)
+			continue;
+		if (fgets(buf, sizeof(buf), f) && (rp = strrchr(buf, ')')) &&
+		    sscanf(rp + 2, "%*c %d", &ppid) == 1 && ppid == parent)
+			found = (pid_t)atoi(de->d_name);
+		fclose(f);
+	}
+	if (d)
+		closedir(d);
+	return found;
+}
+
+START_TEST(killed_worker_is_replaced_and_image_retried)
+{
+	char *in = tu_join(tmp, "in"), *out = tu_join(tmp, "out");
+	char *argv[] = { (char *)tu_bin(), "-j2", "-s", "1024", in, out, NULL };
+	struct timespec ts = { 0, 2 * 1000 * 1000 };
+	pid_t pid, w = 0;
+	int rc;
+
+	make_tree(in, 6);       /* 108 images: long enough to catch a worker busy */
+	pid = tu_spawn(argv);
+	for (int i = 0; i < 2000 && w == 0; i++) {
+		nanosleep(&ts, NULL);
+		w = child_of(pid);
+	}
+	ck_assert_msg(w > 0, "no worker process seen");
+	nanosleep(&(struct timespec){ 0, 100 * 1000 * 1000 }, NULL);
+	ck_assert_int_eq(kill(w, SIGKILL), 0);
+	rc = tu_wait(pid);
+	ck_assert_msg(rc == 0, "exit %d after one worker was killed", rc);
+	ck_assert_int_eq(count_files(out, NULL), 108);
+	ck_assert_int_eq(count_files(out, ".thumbr-"), 0);
+	free(in), free(out);
+}
+END_TEST
+
+Suite *
+e2e_suite(void)
+{
+	Suite *s = suite_create("e2e");
+	TCase *t = tcase_create("Core");
+
+	tcase_add_checked_fixture(t, setup, teardown);
+	tcase_set_timeout(t, 60);
+	tcase_add_test(t, testdata_every_thumbnail);
+	tcase_add_test(t, two_sizes_one_run);
+	tcase_add_test(t, big_sources_bypass_the_ring);
+	tcase_add_test(t, collision_reported_not_overwritten);
+	tcase_add_test(t, mirrors_odd_names_and_skips);
+	tcase_add_test(t, output_inside_input_is_not_scanned);
+	tcase_add_test(t, usage_errors_exit_2);
+	tcase_add_test(t, uncreatable_output_is_fatal);
+	tcase_add_test(t, killed_worker_is_replaced_and_image_retried);
+	suite_add_tcase(s, t);
+	return s;
+}

@@ -1,0 +1,174 @@
+/*
+ * img: the fit rule, and thumbnailing real files from testdata/ in-process (decode with
+ * shrink-on-load, resize, encode), including broken ones.
+ */
+#define _GNU_SOURCE
+#include <check.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "suites.h"
+#include "testutil.h"
+#include "thumbr/img.h"
+
+START_TEST(fit_keeps_aspect_never_enlarges)
+{
+	struct img_box b256 = { 256, 256 }, wide = { 640, 480 };
+	uint32_t w, h;
+
+	img_fit(1024, 768, &b256, &w, &h);
+	ck_assert_uint_eq(w, 256);
+	ck_assert_uint_eq(h, 192);
+	img_fit(768, 1024, &b256, &w, &h);
+	ck_assert_uint_eq(w, 192);
+	ck_assert_uint_eq(h, 256);
+	img_fit(100, 50, &b256, &w, &h);        /* smaller than the box: as it is */
+	ck_assert_uint_eq(w, 100);
+	ck_assert_uint_eq(h, 50);
+	img_fit(4000, 3000, &wide, &w, &h);     /* both sides limit equally */
+	ck_assert_uint_eq(w, 640);
+	ck_assert_uint_eq(h, 480);
+	img_fit(4000, 1000, &wide, &w, &h);     /* width limits */
+	ck_assert_uint_eq(w, 640);
+	ck_assert_uint_eq(h, 160);
+	img_fit(10000, 1, &b256, &w, &h);       /* never below 1 px */
+	ck_assert_uint_eq(w, 256);
+	ck_assert_uint_eq(h, 1);
+}
+END_TEST
+
+struct got {
+	unsigned n;
+	unsigned w[4], h[4];
+	int jpeg[4];
+};
+
+static int
+collect(void *ctx, unsigned box, unsigned width, unsigned height, const void *data, size_t len,
+    char *err, size_t errsz)
+{
+	struct got *g = ctx;
+	const unsigned char *p = data;
+
+	(void)err;
+	(void)errsz;
+	ck_assert_uint_lt(box, 4);
+	g->w[box] = width;
+	g->h[box] = height;
+	g->jpeg[box] = len > 4 && p[0] == 0xff && p[1] == 0xd8 && p[len - 2] == 0xff &&
+	    p[len - 1] == 0xd9;
+	g->n++;
+	return 0;
+}
+
+static int
+thumb(const char *rel, const struct img_box *boxes, unsigned n, struct got *g, char *err)
+{
+	char *path = tu_join(tu_testdata(), rel);
+	size_t len;
+	unsigned char *src = (unsigned char *)tu_slurp(path, &len);
+	struct img_settings s = { boxes, n, 80 };
+	int rc;
+
+	ck_assert_msg(src != NULL, "cannot read %s", path);
+	memset(g, 0, sizeof(*g));
+	rc = img_thumbnail(src, len, &s, collect, g, err, 256);
+	free(src);
+	free(path);
+	return rc;
+}
+
+static void
+setup(void)
+{
+	char err[256];
+
+	ck_assert_msg(img_init("check_thumbr", err, sizeof(err)) == 0, "%s", err);
+}
+
+START_TEST(jpeg_two_sizes_one_decode)
+{
+	struct img_box b[2] = { { 32, 32 }, { 100, 100 } };
+	struct got g;
+	char err[256];
+	unsigned sw, sh;
+	char *p = tu_join(tu_testdata(), "libjpeg-turbo/testorig.jpg");
+
+	ck_assert_int_eq(tu_image_size(p, &sw, &sh), 0);
+	ck_assert_msg(thumb("libjpeg-turbo/testorig.jpg", b, 2, &g, err) == 0, "%s", err);
+	ck_assert_uint_eq(g.n, 2);
+	ck_assert(g.jpeg[0] && g.jpeg[1]);
+	ck_assert_uint_eq(g.w[0] > g.h[0] ? g.w[0] : g.h[0], 32);
+	ck_assert_uint_eq(g.w[1] > g.h[1] ? g.w[1] : g.h[1], 100);
+	ck_assert_uint_le(abs((int)(g.h[1] * sw) - (int)(g.w[1] * sh)), (int)(sw > sh ? sw : sh));
+	free(p);
+}
+END_TEST
+
+START_TEST(png_variants)
+{
+	/* palette, grey 1-bit, 16-bit RGB, grey+alpha, RGBA, interlaced, tRNS */
+	const char *files[] = { "basn3p08.png", "basn0g01.png", "basn2c16.png", "basn4a08.png",
+	    "basn6a16.png", "basi2c08.png", "tbrn2c08.png", "s01i3p01.png" };
+	struct img_box b = { 16, 16 };
+
+	for (size_t i = 0; i < sizeof(files) / sizeof(files[0]); i++) {
+		char rel[64], err[256];
+		struct got g;
+
+		snprintf(rel, sizeof(rel), "pngsuite/%s", files[i]);
+		ck_assert_msg(thumb(rel, &b, 1, &g, err) == 0, "%s: %s", rel, err);
+		ck_assert_uint_eq(g.n, 1);
+		ck_assert(g.jpeg[0]);
+		/* PngSuite images are 32x32 (s01 is 1x1): never enlarged */
+		ck_assert_msg(g.w[0] <= 16 && g.h[0] <= 16, "%s: %ux%u", rel, g.w[0], g.h[0]);
+	}
+}
+END_TEST
+
+START_TEST(broken_inputs_fail_with_a_reason)
+{
+	struct img_box b = { 64, 64 };
+	struct got g;
+	char err[256];
+	char *path = tu_join(tu_testdata(), "libjpeg-turbo/testorig.jpg");
+	size_t len;
+	unsigned char *src = (unsigned char *)tu_slurp(path, &len);
+	struct img_settings s = { &b, 1, 80 };
+
+	/* truncated JPEG: refused, never a grey half-image */
+	err[0] = '\0';
+	ck_assert_int_eq(img_thumbnail(src, len / 2, &s, collect, &g, err, sizeof(err)), -1);
+	ck_assert_msg(err[0] != '\0', "no reason given");
+	/* header only */
+	ck_assert_int_eq(img_thumbnail(src, 20, &s, collect, &g, err, sizeof(err)), -1);
+	/* not an image */
+	ck_assert_int_eq(img_thumbnail((const unsigned char *)"hello", 5, &s, collect, &g, err,
+	    sizeof(err)), -1);
+	ck_assert_str_eq(err, "not a JPEG or PNG image");
+	free(src);
+	free(path);
+	ck_assert_int_eq(thumb("libjpeg-turbo/monkey12.jpg", &b, 1, &g, err), -1);
+	ck_assert_msg(strstr(err, "precision") != NULL, "%s", err);
+	ck_assert_int_eq(thumb("pngsuite/xcsn0g01.png", &b, 1, &g, err), -1);
+	ck_assert_int_eq(thumb("pngsuite/xd0n2c08.png", &b, 1, &g, err), -1);
+	ck_assert_uint_eq(g.n, 0);
+}
+END_TEST
+
+Suite *
+img_suite(void)
+{
+	Suite *s = suite_create("img");
+	TCase *t = tcase_create("Core");
+
+	tcase_add_checked_fixture(t, setup, NULL);
+	tcase_set_timeout(t, 30);
+	tcase_add_test(t, fit_keeps_aspect_never_enlarges);
+	tcase_add_test(t, jpeg_two_sizes_one_decode);
+	tcase_add_test(t, png_variants);
+	tcase_add_test(t, broken_inputs_fail_with_a_reason);
+	suite_add_tcase(s, t);
+	return s;
+}

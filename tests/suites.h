@@ -1,0 +1,15 @@
+/* One Check suite per module; check_main.c runs them all. */
+#ifndef THUMBR_TEST_SUITES_H
+#define THUMBR_TEST_SUITES_H
+
+#include <check.h>
+
+Suite *ring_suite(void);
+Suite *opts_suite(void);
+Suite *plan_suite(void);
+Suite *scan_suite(void);
+Suite *out_suite(void);
+Suite *img_suite(void);
+Suite *e2e_suite(void);
+
+#endif

@@ -1,0 +1,271 @@
+/*
+ * Test helpers (see testutil.h).  Everything here aborts the test through Check's
+ * ck_abort_msg when the environment itself is broken, so a failure is never silent.
+ */
+#define _GNU_SOURCE
+#include "testutil.h"
+
+#include <check.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <ftw.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+char *
+tu_tmpdir(void)
+{
+	const char *t = getenv("TMPDIR");
+	char *p;
+
+	if (asprintf(&p, "%s/thumbr-test.XXXXXX", t && *t ? t : "/tmp") < 0)
+		ck_abort_msg("asprintf");
+	if (mkdtemp(p) == NULL)
+		ck_abort_msg("mkdtemp: %s", strerror(errno));
+	return p;
+}
+
+static int
+rm_one(const char *p, const struct stat *st, int flag, struct FTW *f)
+{
+	(void)st;
+	(void)f;
+	if (flag == FTW_DP || flag == FTW_D)
+		chmod(p, 0700), rmdir(p);
+	else
+		unlink(p);
+	return 0;
+}
+
+void
+tu_rmrf(const char *path)
+{
+	nftw(path, rm_one, 16, FTW_DEPTH | FTW_PHYS);
+}
+
+char *
+tu_join(const char *a, const char *b)
+{
+	char *p;
+
+	if (asprintf(&p, "%s/%s", a, b) < 0)
+		ck_abort_msg("asprintf");
+	return p;
+}
+
+char *
+tu_slurp(const char *path, size_t *len)
+{
+	FILE *f = fopen(path, "rb");
+	char *buf = NULL;
+	size_t n = 0, cap = 0;
+
+	if (f == NULL)
+		return NULL;
+	for (;;) {
+		size_t r;
+
+		if (n + 4096 + 1 > cap) {
+			cap = cap ? cap * 2 : 8192;
+			buf = realloc(buf, cap);
+		}
+		r = fread(buf + n, 1, cap - n - 1, f);
+		n += r;
+		if (r == 0)
+			break;
+	}
+	fclose(f);
+	buf[n] = '\0';
+	if (len)
+		*len = n;
+	return buf;
+}
+
+static void
+mkparents(const char *path)
+{
+	char *p = strdup(path);
+
+	for (char *s = p + 1; *s; s++)
+		if (*s == '/') {
+			*s = '\0';
+			mkdir(p, 0755);
+			*s = '/';
+		}
+	free(p);
+}
+
+int
+tu_write(const char *path, const void *data, size_t n)
+{
+	FILE *f;
+
+	mkparents(path);
+	if ((f = fopen(path, "wb")) == NULL)
+		return -1;
+	if (n > 0 && fwrite(data, 1, n, f) != n) {
+		fclose(f);
+		return -1;
+	}
+	return fclose(f) == 0 ? 0 : -1;
+}
+
+int
+tu_copy(const char *from, const char *to)
+{
+	size_t n;
+	char *p = tu_slurp(from, &n);
+	int rc;
+
+	if (p == NULL)
+		return -1;
+	rc = tu_write(to, p, n);
+	free(p);
+	return rc;
+}
+
+static int
+status_of(int st)
+{
+	return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+}
+
+int
+tu_run(char *const argv[], char **out, char **err)
+{
+	char *dir = tu_tmpdir();
+	char *o = tu_join(dir, "out"), *e = tu_join(dir, "err");
+	pid_t pid;
+	int st;
+
+	pid = fork();
+	ck_assert_int_ge(pid, 0);
+	if (pid == 0) {
+		int fo = open(o, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+		int fe = open(e, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+
+		dup2(fo, 1);
+		dup2(fe, 2);
+		execv(argv[0], argv);
+		_exit(127);
+	}
+	while (waitpid(pid, &st, 0) < 0 && errno == EINTR)
+		;
+	if (out)
+		*out = tu_slurp(o, NULL);
+	if (err)
+		*err = tu_slurp(e, NULL);
+	tu_rmrf(dir);
+	free(o);
+	free(e);
+	free(dir);
+	return status_of(st);
+}
+
+pid_t
+tu_spawn(char *const argv[])
+{
+	pid_t pid = fork();
+
+	ck_assert_int_ge(pid, 0);
+	if (pid == 0) {
+		int fd = open("/dev/null", O_WRONLY);
+
+		dup2(fd, 1);
+		dup2(fd, 2);
+		execv(argv[0], argv);
+		_exit(127);
+	}
+	return pid;
+}
+
+int
+tu_wait(pid_t pid)
+{
+	int st;
+
+	while (waitpid(pid, &st, 0) < 0)
+		if (errno != EINTR)
+			return -1;
+	return status_of(st);
+}
+
+int
+tu_is_image(const char *path)
+{
+	unsigned char b[8];
+	FILE *f = fopen(path, "rb");
+	size_t n;
+
+	if (f == NULL)
+		return 0;
+	n = fread(b, 1, sizeof(b), f);
+	fclose(f);
+	return (n >= 3 && b[0] == 0xff && b[1] == 0xd8 && b[2] == 0xff) ||
+	    (n == 8 && memcmp(b, "\x89PNG\r\n\x1a\n", 8) == 0);
+}
+
+int
+tu_image_size(const char *path, unsigned *w, unsigned *h)
+{
+	size_t n, i;
+	unsigned char *p = (unsigned char *)tu_slurp(path, &n);
+	int rc = -1;
+
+	if (p == NULL)
+		return -1;
+	if (n >= 24 && memcmp(p, "\x89PNG\r\n\x1a\n", 8) == 0 && memcmp(p + 12, "IHDR", 4) == 0) {
+		*w = (unsigned)p[16] << 24 | (unsigned)p[17] << 16 | (unsigned)p[18] << 8 | p[19];
+		*h = (unsigned)p[20] << 24 | (unsigned)p[21] << 16 | (unsigned)p[22] << 8 | p[23];
+		rc = 0;
+	} else if (n >= 4 && p[0] == 0xff && p[1] == 0xd8) {
+		/* walk the markers to the first SOFn */
+		for (i = 2; i + 9 < n;) {
+			unsigned m, len;
+
+			if (p[i] != 0xff) {
+				break;
+			}
+			m = p[i + 1];
+			if (m == 0xff) {
+				i++;
+				continue;
+			}
+			len = (unsigned)p[i + 2] << 8 | p[i + 3];
+			if (m >= 0xc0 && m <= 0xcf && m != 0xc4 && m != 0xc8 && m != 0xcc) {
+				*h = (unsigned)p[i + 5] << 8 | p[i + 6];
+				*w = (unsigned)p[i + 7] << 8 | p[i + 8];
+				rc = 0;
+				break;
+			}
+			i += 2 + len;
+		}
+	}
+	free(p);
+	return rc;
+}
+
+const char *
+tu_bin(void)
+{
+	const char *b = getenv("THUMBR_BIN");
+
+	if (b == NULL)
+		ck_abort_msg("THUMBR_BIN is not set: run the tests with make check");
+	return b;
+}
+
+const char *
+tu_testdata(void)
+{
+	const char *t = getenv("THUMBR_TESTDATA");
+
+	if (t == NULL)
+		ck_abort_msg("THUMBR_TESTDATA is not set: run the tests with make check");
+	return t;
+}

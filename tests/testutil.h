@@ -1,0 +1,42 @@
+/*
+ * Helpers shared by the suites that touch files: temporary trees, running the real binary,
+ * reading image dimensions straight from file headers (independently of the code under
+ * test).
+ */
+#ifndef THUMBR_TESTUTIL_H
+#define THUMBR_TESTUTIL_H
+
+#include <stddef.h>
+#include <sys/types.h>
+
+/* mkdtemp under $TMPDIR or /tmp; returns a malloc'ed path. */
+char *tu_tmpdir(void);
+/* rm -rf */
+void tu_rmrf(const char *path);
+/* Copy a file; 0 or -1. */
+int tu_copy(const char *from, const char *to);
+/* Read a whole file (malloc'ed, NUL-terminated); NULL on error. */
+char *tu_slurp(const char *path, size_t *len);
+/* Write bytes to a file, creating parent directories. */
+int tu_write(const char *path, const void *p, size_t n);
+/* Join two path pieces (malloc'ed). */
+char *tu_join(const char *a, const char *b);
+
+/* Run argv (argv[0] a path) with stdout and stderr captured into *out and *err (malloc'ed,
+ * may be NULL to discard); returns the exit status, or 128 + signal. */
+int tu_run(char *const argv[], char **out, char **err);
+/* Start argv in the background with output discarded; returns its pid. */
+pid_t tu_spawn(char *const argv[]);
+/* Wait for pid; exit status or 128 + signal. */
+int tu_wait(pid_t pid);
+
+/* Width and height from a JPEG's SOF or a PNG's IHDR; 0 or -1. */
+int tu_image_size(const char *path, unsigned *w, unsigned *h);
+/* 1 when the file starts with a JPEG or PNG signature. */
+int tu_is_image(const char *path);
+
+/* $THUMBR_BIN and $THUMBR_TESTDATA (set by make check). */
+const char *tu_bin(void);
+const char *tu_testdata(void);
+
+#endif
