@@ -263,11 +263,14 @@ batch_run(const struct opts *o)
 			end_workers(&r, 2000, 0);
 		}
 		c.thumbnails = r.io.thumbnails;
+		c.done = r.io.done;
 		c.failed += r.io.failed;
 		io_free(&r.io);
 		shm_close(&r.shm);
 		free(r.idle_deaths);
 	}
+	if (sig != 0)
+		warnx("stopped by SIG%s: unfinished thumbnails were not kept", sigabbrev_np(sig));
 	report_summary(&c, now_s() - t0);
 	status = sig ? 128 + sig : r.fatal ? BATCH_FATAL : c.failed ? BATCH_FAILED : BATCH_OK;
 out_plan:

@@ -498,7 +498,9 @@ resize(const struct pix *p, uint32_t tw, uint32_t th, unsigned char **out, char 
     size_t errsz)
 {
 	VipsImage *in, *res = NULL;
-	size_t sz;
+	VipsRegion *reg;
+	VipsRect rect = { 0, 0, (int)tw, (int)th };
+	size_t row = (size_t)tw * (size_t)p->bands;
 
 	in = vips_image_new_from_memory(p->px, (size_t)p->w * p->h * (size_t)p->bands,
 	    (int)p->w, (int)p->h, p->bands, VIPS_FORMAT_UCHAR);
@@ -515,20 +517,25 @@ resize(const struct pix *p, uint32_t tw, uint32_t th, unsigned char **out, char 
 		vips_err(err, errsz, "cannot resize");
 		return -1;
 	}
-	*out = vips_image_write_to_memory(res, &sz);
-	if (*out == NULL || vips_image_get_width(res) != (int)tw ||
-	    vips_image_get_height(res) != (int)th) {
-		if (*out == NULL)
-			vips_err(err, errsz, "cannot resize");
-		else
+	/* compute the pixels in this thread: a sink would start a libvips worker thread */
+	reg = vips_region_new(res);
+	if (reg == NULL || vips_image_get_width(res) != (int)tw ||
+	    vips_image_get_height(res) != (int)th || vips_region_prepare(reg, &rect) != 0) {
+		if (reg != NULL && vips_image_get_width(res) != (int)tw)
 			errf(err, errsz, "resize gave %dx%d, not %ux%u", vips_image_get_width(res),
 			    vips_image_get_height(res), tw, th);
-		g_free(*out);
-		*out = NULL;
+		else
+			vips_err(err, errsz, "cannot resize");
+		if (reg != NULL)
+			g_object_unref(reg);
 		g_object_unref(res);
 		g_object_unref(in);
 		return -1;
 	}
+	*out = xmalloc(row * th);
+	for (uint32_t y = 0; y < th; y++)
+		memcpy(*out + row * y, VIPS_REGION_ADDR(reg, 0, (int)y), row);
+	g_object_unref(reg);
 	g_object_unref(res);
 	g_object_unref(in);
 	return 0;
@@ -568,7 +575,7 @@ img_thumbnail(const unsigned char *src, size_t len, const struct img_settings *s
 			rc = encode_jpeg(px, tw, th, p.bands, s->quality, &enc, &enclen, err, errsz);
 		if (rc == 0)
 			rc = emit(ctx, i, tw, th, enc, enclen, err, errsz);
-		g_free(px);
+		free(px);
 		free(enc);
 	}
 	free(p.px);

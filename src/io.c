@@ -49,7 +49,9 @@ static void
 settle(struct io *io, size_t j, const char *reason)
 {
 	io->settled++;
-	if (reason != NULL) {
+	if (reason == NULL)
+		io->done++;
+	else {
 		char *p = src_path(io, j);
 
 		io->failed++;

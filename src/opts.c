@@ -211,6 +211,10 @@ opts_parse(struct opts *o, int argc, char **argv, char *err, size_t errsz)
 	}
 	o->input = argv[optind];
 	o->output = argv[optind + 1];
+	if (o->input[0] == '\0' || o->output[0] == '\0') {
+		errf(err, errsz, "INPUT_DIR and OUTPUT_DIR must not be empty");
+		return OPTS_USAGE;
+	}
 	if (o->nsizes == 0)
 		(void)opts_parse_size(DEFAULT_SIZE, &o->sizes[o->nsizes++], NULL, 0);
 	return OPTS_RUN;

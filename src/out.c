@@ -34,7 +34,7 @@ out_mkdirs(const char *dir, char *err, size_t errsz)
 
 	while (n > 1 && p[n - 1] == '/')
 		p[--n] = '\0';
-	for (char *s = p + 1; ; s++) {
+	for (char *s = p + (n > 0); ; s++) {
 		int last = (*s == '\0');
 
 		if (*s == '/' || last) {
@@ -169,7 +169,8 @@ out_abort(struct out_tmp *t)
 int
 out_is_tmp_name(const char *name)
 {
-	const char *tag = strstr(name, OUT_TMP_TAG);
+	size_t n = strlen(name), t = sizeof(OUT_TMP_TAG) - 1 + 6;
 
-	return name[0] == '.' && tag != NULL && strlen(tag) == sizeof(OUT_TMP_TAG) - 1 + 6;
+	return name[0] == '.' && n > t &&
+	    memcmp(name + n - t, OUT_TMP_TAG, sizeof(OUT_TMP_TAG) - 1) == 0;
 }

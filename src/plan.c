@@ -54,7 +54,7 @@ void
 plan_build(struct plan *p, const struct scan_result *s, plan_fail_fn *fail, void *ctx)
 {
 	struct named *nm = xcalloc(s->n ? s->n : 1, sizeof(*nm));
-	size_t i;
+	size_t i, k = 0;
 
 	memset(p, 0, sizeof(*p));
 	p->jobs = xcalloc(s->n ? s->n : 1, sizeof(*p->jobs));
@@ -66,21 +66,22 @@ plan_build(struct plan *p, const struct scan_result *s, plan_fail_fn *fail, void
 	for (i = 0; i < s->n; i++) {
 		const struct scan_entry *e = &s->v[nm[i].idx];
 
-		if (i > 0 && strcmp(nm[i].out, nm[i - 1].out) == 0) {
-			/* the first (bytewise) source of this name keeps it */
-			size_t k = i;
-			char why[512];
+		/* nm is sorted by output name, then by rel: the first source of a name (k)
+		 * keeps it and every later one is reported */
+		if (i > 0 && strcmp(nm[i].out, nm[k].out) == 0) {
+			const char *keeper = s->v[nm[k].idx].rel;
+			size_t n = strlen(nm[i].out) + strlen(keeper) + 32;
+			char *why = xmalloc(n);
 
-			while (k > 0 && strcmp(nm[k - 1].out, nm[i].out) == 0)
-				k--;
-			snprintf(why, sizeof(why), "output name %s is taken by %s", nm[i].out,
-			    s->v[nm[k].idx].rel);
+			snprintf(why, n, "output name %s is taken by %s", nm[i].out, keeper);
 			if (fail != NULL)
 				fail(ctx, e->rel, why);
+			free(why);
 			p->collisions++;
 			free(nm[i].out);
 			continue;
 		}
+		k = i;
 		p->jobs[p->n].rel = e->rel;
 		p->jobs[p->n].out_rel = nm[i].out;
 		p->jobs[p->n].size = e->size;

@@ -29,11 +29,9 @@ report_fail(const char *path, const char *reason)
 void
 report_summary_line(char *buf, size_t n, const struct report_counts *c, double secs)
 {
-	double done = (double)(c->images >= c->failed ? c->images - c->failed : 0);
-
 	snprintf(buf, n, "thumbr: %lu images, %lu thumbnails, %lu failed, %lu skipped in %.2f s "
 	    "(%.1f images/s)", c->images, c->thumbnails, c->failed, c->skipped, secs,
-	    secs > 0 ? done / secs : 0.0);
+	    secs > 0 ? (double)c->done / secs : 0.0);
 }
 
 void

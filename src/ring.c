@@ -3,14 +3,16 @@
  * The contract (who writes which field, how waits end) is in include/thumbr/ring.h.
  *
  * Memory ordering, by edge:
- *   R1  producer: release-store of head after writing a record;
- *   A1  consumer: acquire-load of head before reading it (pairs with R1);
- *   R2  consumer: release-store of tail after it has finished reading a record;
+ *   R1  producer: store of head after writing a record (seq_cst, so at least release);
+ *   A1  consumer: acquire-load of head before reading the record (pairs with R1);
+ *   R2  consumer: store of tail once it has finished reading a record (seq_cst, release);
  *   A2  producer: acquire-load of tail before overwriting that space (pairs with R2);
- *   F1/F2  the sleeper stores its waiting flag and then, after a seq_cst fence, re-reads the
- *       other side's counter; the waker stores its counter and then, after a seq_cst fence,
- *       reads the waiting flag.  One of the two must see the other's store, so a wake-up is
- *       never lost (Dekker's argument; F1 is in ring_sleep, F2 in ring_wake).
+ *   S1/S2  no lost wake-up: the sleeper stores its waiting flag and then re-reads the other
+ *       side's counter (S1, in wait_space and ring_peek); the waker stores its counter (R1 or
+ *       R2) and then reads the waiting flag (S2, in ring_wake).  All four are seq_cst, so they
+ *       fall in one total order and at least one side sees the other's store (Dekker's
+ *       argument) -- plain seq_cst operations rather than fences, which ThreadSanitizer can
+ *       check.
  */
 #define _GNU_SOURCE
 #include "thumbr/ring.h"
@@ -107,7 +109,7 @@ past(const struct timespec *dl)
 
 /*
  * Sleep on sem for at most one slice.  *waiting must already be 1 and the caller must have
- * re-checked its condition after a seq_cst fence (F1).  Returns RING_OK to re-check.
+ * re-checked its condition after setting it (S1).  Returns RING_OK to re-check.
  */
 static enum ring_result
 ring_sleep(struct ring *r, sem_t *sem, _Atomic uint32_t *waiting, const struct ring_wait *w,
@@ -139,12 +141,11 @@ ring_sleep(struct ring *r, sem_t *sem, _Atomic uint32_t *waiting, const struct r
 	return RING_OK;
 }
 
-/* Wake the other side if it said it sleeps (F2: pairs with F1 in the sleeper). */
+/* After R1 or R2: wake the other side if it said it sleeps (S2, pairs with S1). */
 static void
 ring_wake(sem_t *sem, _Atomic uint32_t *waiting)
 {
-	atomic_thread_fence(memory_order_seq_cst);                      /* F2 */
-	if (atomic_load_explicit(waiting, memory_order_relaxed) &&
+	if (atomic_load_explicit(waiting, memory_order_seq_cst) &&              /* S2 */
 	    atomic_exchange_explicit(waiting, 0, memory_order_relaxed))
 		sem_post(sem);
 }
@@ -162,9 +163,8 @@ wait_space(struct ring *r, uint32_t head, uint32_t need, const struct ring_wait 
 			return RING_DETACHED;
 		if (r->size - (head - tail) >= need)
 			return RING_OK;
-		atomic_store_explicit(&r->prod_waiting, 1, memory_order_relaxed);
-		atomic_thread_fence(memory_order_seq_cst);                      /* F1 */
-		tail = atomic_load_explicit(&r->tail, memory_order_acquire);    /* A2 */
+		atomic_store_explicit(&r->prod_waiting, 1, memory_order_seq_cst);
+		tail = atomic_load_explicit(&r->tail, memory_order_seq_cst);    /* S1, A2 */
 		if (r->size - (head - tail) >= need) {
 			atomic_store_explicit(&r->prod_waiting, 0, memory_order_relaxed);
 			return RING_OK;
@@ -178,7 +178,7 @@ wait_space(struct ring *r, uint32_t head, uint32_t need, const struct ring_wait 
 static void
 publish_head(struct ring *r, uint32_t head)
 {
-	atomic_store_explicit(&r->head, head, memory_order_release);   /* R1 */
+	atomic_store_explicit(&r->head, head, memory_order_seq_cst);   /* R1 */
 	ring_wake(&r->items, &r->cons_waiting);
 }
 
@@ -256,7 +256,7 @@ front(struct ring *r)
 		rec = (struct ring_rec *)(r->data + (tail & (r->size - 1)));
 		if (rec->type != RING_TYPE_PAD)
 			return rec;
-		atomic_store_explicit(&r->tail, tail + rec->len, memory_order_release);  /* R2 */
+		atomic_store_explicit(&r->tail, tail + rec->len, memory_order_seq_cst);  /* R2 */
 		ring_wake(&r->spaces, &r->prod_waiting);
 	}
 }
@@ -293,9 +293,8 @@ ring_peek(struct ring *r, struct ring_rec **recp, const struct ring_wait *w)
 		}
 		if (atomic_load_explicit(&r->detached, memory_order_acquire))
 			return RING_DETACHED;
-		atomic_store_explicit(&r->cons_waiting, 1, memory_order_relaxed);
-		atomic_thread_fence(memory_order_seq_cst);                      /* F1 */
-		if (atomic_load_explicit(&r->head, memory_order_acquire) !=     /* A1 */
+		atomic_store_explicit(&r->cons_waiting, 1, memory_order_seq_cst);
+		if (atomic_load_explicit(&r->head, memory_order_seq_cst) !=     /* S1, A1 */
 		    atomic_load_explicit(&r->tail, memory_order_relaxed)) {
 			atomic_store_explicit(&r->cons_waiting, 0, memory_order_relaxed);
 			continue;
@@ -314,6 +313,6 @@ ring_release(struct ring *r)
 	uint32_t tail = atomic_load_explicit(&r->tail, memory_order_relaxed);
 	struct ring_rec *rec = (struct ring_rec *)(r->data + (tail & (r->size - 1)));
 
-	atomic_store_explicit(&r->tail, tail + ALIGN_UP(rec->len), memory_order_release);  /* R2 */
+	atomic_store_explicit(&r->tail, tail + ALIGN_UP(rec->len), memory_order_seq_cst);  /* R2 */
 	ring_wake(&r->spaces, &r->prod_waiting);
 }

@@ -60,7 +60,7 @@ struct io {
 	size_t *retry;                  /* jobs to send again, before any new one */
 	size_t nretry;
 	size_t settled;                 /* jobs done or failed */
-	unsigned long thumbnails, failed;
+	unsigned long thumbnails, done, failed;
 	int stop;
 	uint32_t inline_max;            /* larger sources go by path */
 	struct io_worker *w;

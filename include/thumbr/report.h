@@ -9,6 +9,7 @@
 
 struct report_counts {
 	unsigned long images;           /* image sources found */
+	unsigned long done;             /* sources all of whose thumbnails were made */
 	unsigned long thumbnails;       /* files written */
 	unsigned long failed;           /* sources that failed */
 	unsigned long skipped;          /* non-images, links, special files */
