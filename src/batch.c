@@ -225,6 +225,7 @@ batch_run(const struct opts *o)
 		}
 		r.shm.hdr->nsizes = o->nsizes;
 		r.shm.hdr->quality = o->quality;
+		r.shm.hdr->settings = o->no_rotate ? SHM_SET_NO_ROTATE : 0;
 		for (unsigned i = 0; i < o->nsizes; i++) {
 			r.shm.hdr->sizes[i].width = o->sizes[i].width;
 			r.shm.hdr->sizes[i].height = o->sizes[i].height;

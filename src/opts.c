@@ -19,7 +19,7 @@
 #define DEFAULT_QUALITY 80
 #define DEFAULT_SLOT (8u << 20)
 
-enum { OPT_IO_THREADS = 256, OPT_QUALITY, OPT_SLOT_SIZE };
+enum { OPT_IO_THREADS = 256, OPT_QUALITY, OPT_SLOT_SIZE, OPT_NO_ROTATE };
 
 static const struct option longopts[] = {
 	{ "help", no_argument, NULL, 'h' },
@@ -29,14 +29,15 @@ static const struct option longopts[] = {
 	{ "io-threads", required_argument, NULL, OPT_IO_THREADS },
 	{ "quality", required_argument, NULL, OPT_QUALITY },
 	{ "slot-size", required_argument, NULL, OPT_SLOT_SIZE },
+	{ "no-rotate", no_argument, NULL, OPT_NO_ROTATE },
 	{ NULL, 0, NULL, 0 }
 };
 
 void
 opts_usage(FILE *fp)
 {
-	fputs("usage: thumbr [-hV] [-j N] [-s SIZE]... [--io-threads N] [--quality N]\n"
-	    "              [--slot-size BYTES] INPUT_DIR OUTPUT_DIR\n", fp);
+	fputs("usage: thumbr [-hV] [-j N] [-s SIZE]... [--io-threads N] [--no-rotate]\n"
+	    "              [--quality N] [--slot-size BYTES] INPUT_DIR OUTPUT_DIR\n", fp);
 }
 
 static void
@@ -47,6 +48,7 @@ help(void)
 	    "  -s, --size SIZE       N (fit in NxN) or WxH; repeatable; default " DEFAULT_SIZE "\n"
 	    "  -j, --jobs N          worker processes; default: online CPUs\n"
 	    "      --io-threads N    reader and writer threads; default 4\n"
+	    "      --no-rotate       keep pixels as stored: ignore EXIF orientation\n"
 	    "      --quality N       JPEG quality 1-100; default 80\n"
 	    "      --slot-size BYTES largest source passed through shared memory (k, M);\n"
 	    "                        default 8M\n"
@@ -186,6 +188,9 @@ opts_parse(struct opts *o, int argc, char **argv, char *err, size_t errsz)
 			break;
 		case OPT_QUALITY:
 			r = number("quality", optarg, 1, 100, &o->quality, err, errsz);
+			break;
+		case OPT_NO_ROTATE:
+			o->no_rotate = 1;
 			break;
 		case OPT_SLOT_SIZE:
 			if (opts_parse_bytes(optarg, &o->slot_size, err, errsz) != 0)

@@ -212,6 +212,7 @@ worker_main(int argc, char **argv)
 	set.boxes = boxes;
 	set.nboxes = w.shm.hdr->nsizes;
 	set.quality = w.shm.hdr->quality;
+	set.rotate = !(w.shm.hdr->settings & SHM_SET_NO_ROTATE);
 	st = shm_status(&w.shm, w.k);
 	atomic_store_explicit(&st->pid, (int32_t)getpid(), memory_order_relaxed);
 	atomic_store_explicit(&st->state, SHM_W_IDLE, memory_order_release);

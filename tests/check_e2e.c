@@ -101,7 +101,8 @@ check_one(const char *path, const struct stat *st, int flag, struct FTW *f)
 			walk.failed_seen++;
 		}
 	} else if (tu_image_size(path, &sw, &sh) != 0 || tu_image_size(o, &tw, &th) != 0 ||
-	    !fits(sw, sh, 256, 256, tw, th)) {
+	    !(tu_jpeg_orientation(path) >= 5 ? fits(sh, sw, 256, 256, tw, th) :
+	    fits(sw, sh, 256, 256, tw, th))) {
 		if (!walk.bad++)
 			snprintf(walk.first_bad, sizeof(walk.first_bad), "%s: missing or wrong size", o);
 	} else {
@@ -206,6 +207,65 @@ START_TEST(two_sizes_one_run)
 	ck_assert_msg(fits(sw, sh, 100, 40, tw, th), "100x40: %ux%u from %ux%u", tw, th, sw, sh);
 	ck_assert_int_eq(count_files(out, NULL), 2 * 18);
 	free(src), free(a), free(b), free(in), free(out), free(err);
+}
+END_TEST
+
+/* Every Landscape_N / Portrait_N thumbnail looks like _1's: the EXIF examples were
+ * re-encoded, so about 30 dB is a match and about 9 dB a wrong flip. */
+START_TEST(exif_orientation_applied)
+{
+	char *out = tu_join(tmp, "out"), *in = tu_join(tu_testdata(), "exif-orientation");
+	char *argv[] = { (char *)tu_bin(), in, out, NULL };
+	const char *kinds[] = { "Landscape", "Portrait" };
+
+	ck_assert_int_eq(tu_run(argv, NULL, NULL), 0);
+	for (int k = 0; k < 2; k++) {
+		char *ref;
+		unsigned rw, rh;
+		unsigned char *rp;
+
+		if (asprintf(&ref, "%s/256/%s_1.jpg", out, kinds[k]) < 0)
+			ck_abort_msg("asprintf");
+		rp = tu_jpeg_rgb(ref, &rw, &rh);
+		ck_assert_ptr_nonnull(rp);
+		for (int n = 0; n <= 8; n++) {
+			char *t;
+			unsigned w, h;
+			unsigned char *px;
+			double db;
+
+			if (asprintf(&t, "%s/256/%s_%d.jpg", out, kinds[k], n) < 0)
+				ck_abort_msg("asprintf");
+			px = tu_jpeg_rgb(t, &w, &h);
+			ck_assert_msg(px != NULL && w == rw && h == rh, "%s: %ux%u, want %ux%u", t,
+			    w, h, rw, rh);
+			db = tu_psnr(rp, px, w, h);
+			ck_assert_msg(db >= 24, "%s: %.1f dB against %s_1", t, db, kinds[k]);
+			free(px);
+			free(t);
+		}
+		free(rp);
+		free(ref);
+	}
+	free(out);
+	free(in);
+}
+END_TEST
+
+START_TEST(no_rotate_keeps_stored_pixels)
+{
+	char *out = tu_join(tmp, "out"), *in = tu_join(tu_testdata(), "exif-orientation");
+	char *argv[] = { (char *)tu_bin(), "--no-rotate", in, out, NULL };
+	char *src = tu_join(in, "Landscape_6.jpg"), *t = tu_join(out, "256/Landscape_6.jpg");
+	unsigned sw, sh, w, h;
+
+	ck_assert_int_eq(tu_run(argv, NULL, NULL), 0);
+	ck_assert_int_eq(tu_jpeg_orientation(src), 6);
+	ck_assert_int_eq(tu_image_size(src, &sw, &sh), 0);
+	ck_assert_int_eq(tu_image_size(t, &w, &h), 0);
+	ck_assert_msg(fits(sw, sh, 256, 256, w, h), "%ux%u from stored %ux%u", w, h, sw, sh);
+	ck_assert_int_eq(tu_jpeg_orientation(t), 1);    /* no tag in the output either */
+	free(out), free(in), free(src), free(t);
 }
 END_TEST
 
@@ -411,6 +471,8 @@ e2e_suite(void)
 	tcase_add_test(t, testdata_every_thumbnail);
 	tcase_add_test(t, two_sizes_one_run);
 	tcase_add_test(t, big_sources_bypass_the_ring);
+	tcase_add_test(t, exif_orientation_applied);
+	tcase_add_test(t, no_rotate_keeps_stored_pixels);
 	tcase_add_test(t, collision_reported_not_overwritten);
 	tcase_add_test(t, mirrors_odd_names_and_skips);
 	tcase_add_test(t, output_inside_input_is_not_scanned);

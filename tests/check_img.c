@@ -38,6 +38,30 @@ START_TEST(fit_keeps_aspect_never_enlarges)
 }
 END_TEST
 
+START_TEST(exif_orientation_parsing)
+{
+	/* little-endian, one IFD entry: Orientation (0x0112) SHORT 1 = 6 */
+	const unsigned char le[] = { 'E', 'x', 'i', 'f', 0, 0, 'I', 'I', 42, 0, 8, 0, 0, 0, 1, 0,
+	    0x12, 0x01, 3, 0, 1, 0, 0, 0, 6, 0, 0, 0, 0, 0, 0, 0 };
+	/* big-endian, orientation 8 after another tag, no "Exif" prefix */
+	const unsigned char be[] = { 'M', 'M', 0, 42, 0, 0, 0, 8, 0, 2,
+	    0x01, 0x0f, 0, 2, 0, 0, 0, 1, 0, 0, 0, 0,
+	    0x01, 0x12, 0, 3, 0, 0, 0, 1, 0, 8, 0, 0, 0, 0, 0, 0 };
+	unsigned char bad[sizeof(le)];
+
+	ck_assert_int_eq(img_exif_orientation(le, sizeof(le)), 6);
+	ck_assert_int_eq(img_exif_orientation(be, sizeof(be)), 8);
+	memcpy(bad, le, sizeof(le));
+	bad[24] = 9;                                    /* out of range */
+	ck_assert_int_eq(img_exif_orientation(bad, sizeof(bad)), 1);
+	memcpy(bad, le, sizeof(le));
+	bad[10] = 200;                                  /* IFD offset past the end */
+	ck_assert_int_eq(img_exif_orientation(bad, sizeof(bad)), 1);
+	ck_assert_int_eq(img_exif_orientation(le, 20), 1);      /* truncated entry */
+	ck_assert_int_eq(img_exif_orientation((const unsigned char *)"Exif", 4), 1);
+}
+END_TEST
+
 struct got {
 	unsigned n;
 	unsigned w[4], h[4];
@@ -68,7 +92,7 @@ thumb(const char *rel, const struct img_box *boxes, unsigned n, struct got *g, c
 	char *path = tu_join(tu_testdata(), rel);
 	size_t len;
 	unsigned char *src = (unsigned char *)tu_slurp(path, &len);
-	struct img_settings s = { boxes, n, 80 };
+	struct img_settings s = { boxes, n, 80, 1 };
 	int rc;
 
 	ck_assert_msg(src != NULL, "cannot read %s", path);
@@ -135,7 +159,7 @@ START_TEST(broken_inputs_fail_with_a_reason)
 	char *path = tu_join(tu_testdata(), "libjpeg-turbo/testorig.jpg");
 	size_t len;
 	unsigned char *src = (unsigned char *)tu_slurp(path, &len);
-	struct img_settings s = { &b, 1, 80 };
+	struct img_settings s = { &b, 1, 80, 1 };
 
 	/* truncated JPEG: refused, never a grey half-image */
 	err[0] = '\0';
@@ -166,6 +190,7 @@ img_suite(void)
 	tcase_add_checked_fixture(t, setup, NULL);
 	tcase_set_timeout(t, 30);
 	tcase_add_test(t, fit_keeps_aspect_never_enlarges);
+	tcase_add_test(t, exif_orientation_parsing);
 	tcase_add_test(t, jpeg_two_sizes_one_decode);
 	tcase_add_test(t, png_variants);
 	tcase_add_test(t, broken_inputs_fail_with_a_reason);

@@ -17,6 +17,10 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <jpeglib.h>
+#include <math.h>
+#include <setjmp.h>
+
 char *
 tu_tmpdir(void)
 {
@@ -268,4 +272,97 @@ tu_testdata(void)
 	if (t == NULL)
 		ck_abort_msg("THUMBR_TESTDATA is not set: run the tests with make check");
 	return t;
+}
+
+int
+tu_jpeg_orientation(const char *path)
+{
+	size_t n, i;
+	unsigned char *p = (unsigned char *)tu_slurp(path, &n);
+	int o = 1;
+
+	for (i = 2; p && i + 4 < n && p[i] == 0xff;) {
+		unsigned m = p[i + 1], len = (unsigned)p[i + 2] << 8 | p[i + 3];
+
+		if (m == 0xda)
+			break;
+		if (m == 0xe1 && len > 16 && i + 2 + len <= n && memcmp(p + i + 4, "Exif\0\0", 6) == 0) {
+			unsigned char *t = p + i + 10;
+			int le = t[0] == 'I';
+			unsigned ifd = le ? t[4] | t[5] << 8 : t[6] << 8 | t[7];
+			unsigned cnt = le ? t[ifd] | t[ifd + 1] << 8 : t[ifd] << 8 | t[ifd + 1];
+
+			for (unsigned k = 0; k < cnt; k++) {
+				unsigned char *e = t + ifd + 2 + 12 * k;
+				unsigned tag = le ? e[0] | e[1] << 8 : e[0] << 8 | e[1];
+
+				if (tag == 0x112)
+					o = le ? e[8] | e[9] << 8 : e[8] << 8 | e[9];
+			}
+			break;
+		}
+		i += 2 + len;
+	}
+	free(p);
+	return o >= 1 && o <= 8 ? o : 1;
+}
+
+struct tu_jerr {
+	struct jpeg_error_mgr pub;
+	jmp_buf jb;
+};
+
+static void
+tu_jerr_exit(j_common_ptr c)
+{
+	longjmp(((struct tu_jerr *)c->err)->jb, 1);
+}
+
+unsigned char *
+tu_jpeg_rgb(const char *path, unsigned *w, unsigned *h)
+{
+	struct jpeg_decompress_struct c;
+	struct tu_jerr je;
+	size_t n;
+	unsigned char *volatile src = (unsigned char *)tu_slurp(path, &n);
+	unsigned char *volatile px = NULL;
+
+	if (src == NULL)
+		return NULL;
+	c.err = jpeg_std_error(&je.pub);
+	je.pub.error_exit = tu_jerr_exit;
+	if (setjmp(je.jb)) {
+		jpeg_destroy_decompress(&c);
+		free(src);
+		free(px);
+		return NULL;
+	}
+	jpeg_create_decompress(&c);
+	jpeg_mem_src(&c, src, n);
+	jpeg_read_header(&c, TRUE);
+	c.out_color_space = JCS_RGB;
+	jpeg_start_decompress(&c);
+	*w = c.output_width;
+	*h = c.output_height;
+	px = malloc((size_t)*w * *h * 3);
+	while (c.output_scanline < c.output_height) {
+		JSAMPROW r = px + (size_t)c.output_scanline * *w * 3;
+
+		jpeg_read_scanlines(&c, &r, 1);
+	}
+	jpeg_finish_decompress(&c);
+	jpeg_destroy_decompress(&c);
+	free(src);
+	return px;
+}
+
+double
+tu_psnr(const unsigned char *a, const unsigned char *b, unsigned w, unsigned h)
+{
+	double se = 0;
+	size_t n = (size_t)w * h * 3;
+
+	for (size_t i = 0; i < n; i++)
+		se += ((double)a[i] - b[i]) * ((double)a[i] - b[i]);
+	return se == 0 ? 99 : 10 * log10(255.0 * 255.0 / (se / (double)n));
 }

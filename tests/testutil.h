@@ -32,6 +32,12 @@ int tu_wait(pid_t pid);
 
 /* Width and height from a JPEG's SOF or a PNG's IHDR; 0 or -1. */
 int tu_image_size(const char *path, unsigned *w, unsigned *h);
+/* EXIF orientation of a JPEG file (1 to 8; 1 when it has none). */
+int tu_jpeg_orientation(const char *path);
+/* Decode a JPEG file to 8-bit RGB (malloc'ed); NULL on error. */
+unsigned char *tu_jpeg_rgb(const char *path, unsigned *w, unsigned *h);
+/* PSNR in dB of two RGB images of one size (99 when identical). */
+double tu_psnr(const unsigned char *a, const unsigned char *b, unsigned w, unsigned h);
 /* 1 when the file starts with a JPEG or PNG signature. */
 int tu_is_image(const char *path);
 

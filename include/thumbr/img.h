@@ -17,6 +17,7 @@ struct img_settings {
 	const struct img_box *boxes;
 	unsigned nboxes;
 	unsigned quality;
+	int rotate;             /* apply EXIF orientation */
 };
 
 /* Called once per box, largest first is not promised; data is valid during the call only.
@@ -29,6 +30,10 @@ int img_init(const char *argv0, char *err, size_t errsz);
 
 /* The size of a w x h image fitted into box: aspect kept, never enlarged, at least 1x1. */
 void img_fit(uint32_t w, uint32_t h, const struct img_box *box, uint32_t *tw, uint32_t *th);
+
+/* The orientation (1 to 8) in an EXIF block ("Exif\0\0" optional, then TIFF); 1 when it
+ * has none or it is invalid. */
+int img_exif_orientation(const unsigned char *exif, size_t len);
 
 /* Thumbnail one encoded image (JPEG or PNG) into every box with one decode.  0, or -1 with
  * err set to a reason (lowercase, no full stop). */

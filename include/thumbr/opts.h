@@ -24,6 +24,7 @@ struct opts {
 	unsigned jobs;                  /* worker processes */
 	unsigned io_threads;
 	unsigned quality;               /* JPEG quality 1..100 */
+	int no_rotate;                  /* keep pixels as stored, ignore EXIF orientation */
 	uint64_t slot_size;             /* largest source sent through shared memory */
 };
 

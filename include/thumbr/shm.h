@@ -31,6 +31,7 @@
 #define SHM_WORKER_FD 3         /* where a worker finds the segment */
 #define SHM_MAX_SIZES 16
 #define SHM_MAX_WORKERS 256
+#define SHM_SET_NO_ROTATE 1u    /* keep pixels as stored: ignore EXIF orientation */
 
 /* What one output size asks for, as sent to the workers. */
 struct shm_size {
@@ -51,6 +52,7 @@ struct shm_hdr {
 	/* job settings */
 	uint32_t nsizes;
 	uint32_t quality;
+	uint32_t settings;              /* SHM_SET_* */
 	struct shm_size sizes[SHM_MAX_SIZES];
 };
 
