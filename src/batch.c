@@ -92,8 +92,7 @@ reap(struct run *r, int stopping)
 		if (k == r->io.nw)
 			continue;
 		pool_describe(status, how, sizeof(how));
-		had_job = r->io.w[k].ninflight > 0;
-		io_worker_died(&r->io, k, how);
+		had_job = io_worker_died(&r->io, k, how) > 0;
 		if (stopping)
 			continue;
 		r->idle_deaths[k] = had_job ? 0 : r->idle_deaths[k] + 1;

@@ -37,10 +37,11 @@ src_path(const struct io *io, size_t j)
 	return path2(io->o->input, io->plan->jobs[j].rel);
 }
 
+/* Wake every I/O thread that may sleep (the configured count: threads may still be starting). */
 static void
 wake_all(struct io *io)
 {
-	for (unsigned i = 0; i < io->nthreads + 1; i++)
+	for (unsigned i = 0; i < io->o->io_threads + 1; i++)
 		sem_post(&io->shm->hdr->notify);
 }
 
@@ -416,9 +417,10 @@ io_start(struct io *io, char *err, size_t errsz)
 	return 0;
 }
 
-void
+unsigned
 io_worker_died(struct io *io, unsigned k, const char *how)
 {
+	unsigned held;
 	struct io_worker *w = &io->w[k];
 	struct shm_status *st = shm_status(io->shm, k);
 	struct ring *req = shm_req_ring(io->shm, k), *resp = shm_resp_ring(io->shm, k);
@@ -437,6 +439,7 @@ io_worker_died(struct io *io, unsigned k, const char *how)
 	out_abort(&w->cur);
 
 	pthread_mutex_lock(&io->mu);
+	held = w->ninflight;
 	for (unsigned i = 0; i < w->ninflight; i++) {
 		size_t j = w->inflight[i];
 
@@ -460,6 +463,7 @@ io_worker_died(struct io *io, unsigned k, const char *how)
 	w->draining = 0;
 	pthread_mutex_unlock(&io->mu);
 	sem_post(&io->shm->hdr->notify);
+	return held;
 }
 
 int

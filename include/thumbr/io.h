@@ -75,8 +75,9 @@ int io_init(struct io *io, const struct opts *o, struct shm *shm, const struct p
 void io_worker_started(struct io *io, unsigned k, pid_t pid);
 /* Start the I/O threads.  0 or -1. */
 int io_start(struct io *io, char *err, size_t errsz);
-/* Main thread: worker k has died (how: "killed by signal 9 (SIGKILL)"). */
-void io_worker_died(struct io *io, unsigned k, const char *how);
+/* Main thread: worker k has died (how: "killed by signal 9 (SIGKILL)").  Returns how many
+ * jobs it held.  Only the main thread writes a worker's pid and alive fields. */
+unsigned io_worker_died(struct io *io, unsigned k, const char *how);
 /* Every job settled. */
 int io_finished(struct io *io);
 /* Stop early: threads leave after what they are doing; rings are detached. */
