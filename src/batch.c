@@ -208,7 +208,7 @@ batch_run(const struct opts *o)
 		warnx("%s", err);
 		return BATCH_USAGE;
 	}
-	plan_build(&plan, &sr, scan_failed, (void *)o);
+	plan_build(&plan, &sr, opts_extension(o), scan_failed, (void *)o);
 	c.images = sr.n + sr.failed;
 	c.skipped = sr.skipped;
 	c.failed = sr.failed + plan.collisions;
@@ -224,10 +224,15 @@ batch_run(const struct opts *o)
 		}
 		r.shm.hdr->nsizes = o->nsizes;
 		r.shm.hdr->quality = o->quality;
-		r.shm.hdr->settings = o->no_rotate ? SHM_SET_NO_ROTATE : 0;
+		r.shm.hdr->settings = (o->no_rotate ? SHM_SET_NO_ROTATE : 0) |
+		    (o->keep_metadata ? SHM_SET_KEEP_METADATA : 0) |
+		    (o->progressive ? SHM_SET_PROGRESSIVE : 0);
+		r.shm.hdr->format = (uint32_t)o->format;
+		memcpy(r.shm.hdr->background, o->background, 3);
 		for (unsigned i = 0; i < o->nsizes; i++) {
 			r.shm.hdr->sizes[i].width = o->sizes[i].width;
 			r.shm.hdr->sizes[i].height = o->sizes[i].height;
+			r.shm.hdr->sizes[i].crop = (uint32_t)o->sizes[i].crop;
 		}
 		r.idle_deaths = xcalloc(nw, sizeof(*r.idle_deaths));
 

@@ -12,6 +12,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "thumbr/img.h"
 #include "thumbr/util.h"
 
 #define DEFAULT_SIZE "256"
@@ -19,7 +20,14 @@
 #define DEFAULT_QUALITY 80
 #define DEFAULT_SLOT (8u << 20)
 
-enum { OPT_IO_THREADS = 256, OPT_QUALITY, OPT_SLOT_SIZE, OPT_NO_ROTATE };
+enum {
+	OPT_IO_THREADS = 256, OPT_QUALITY, OPT_SLOT_SIZE, OPT_NO_ROTATE, OPT_FORMAT,
+	OPT_BACKGROUND, OPT_KEEP_METADATA, OPT_PROGRESSIVE
+};
+
+static const char *const crops[] = { "", "crop", "attention", "entropy" };
+static const char *const formats[] = { "jpeg", "png", "webp" };
+static const char *const extensions[] = { ".jpg", ".png", ".webp" };
 
 static const struct option longopts[] = {
 	{ "help", no_argument, NULL, 'h' },
@@ -30,14 +38,20 @@ static const struct option longopts[] = {
 	{ "quality", required_argument, NULL, OPT_QUALITY },
 	{ "slot-size", required_argument, NULL, OPT_SLOT_SIZE },
 	{ "no-rotate", no_argument, NULL, OPT_NO_ROTATE },
+	{ "format", required_argument, NULL, OPT_FORMAT },
+	{ "background", required_argument, NULL, OPT_BACKGROUND },
+	{ "keep-metadata", no_argument, NULL, OPT_KEEP_METADATA },
+	{ "progressive", no_argument, NULL, OPT_PROGRESSIVE },
 	{ NULL, 0, NULL, 0 }
 };
 
 void
 opts_usage(FILE *fp)
 {
-	fputs("usage: thumbr [-hV] [-j N] [-s SIZE]... [--io-threads N] [--no-rotate]\n"
-	    "              [--quality N] [--slot-size BYTES] INPUT_DIR OUTPUT_DIR\n", fp);
+	fputs("usage: thumbr [-hV] [-j N] [-s SIZE]... [--background COLOUR]\n"
+	    "              [--format jpeg|png|webp] [--io-threads N] [--keep-metadata]\n"
+	    "              [--no-rotate] [--progressive] [--quality N] [--slot-size BYTES]\n"
+	    "              INPUT_DIR OUTPUT_DIR\n", fp);
 }
 
 static void
@@ -45,11 +59,18 @@ help(void)
 {
 	opts_usage(stdout);
 	fputs("\nThumbnail every JPEG and PNG under INPUT_DIR into OUTPUT_DIR/SIZE/.\n\n"
-	    "  -s, --size SIZE       N (fit in NxN) or WxH; repeatable; default " DEFAULT_SIZE "\n"
+	    "  -s, --size SIZE       N (fit in NxN) or WxH, then optionally -crop, -attention\n"
+	    "                        or -entropy to fill the box and crop; repeatable;\n"
+	    "                        default " DEFAULT_SIZE "\n"
 	    "  -j, --jobs N          worker processes; default: online CPUs\n"
+	    "      --background COLOUR  what JPEG output is flattened onto (#rrggbb, white,\n"
+	    "                        black); default white\n"
+	    "      --format FORMAT   jpeg, png or webp; default jpeg\n"
 	    "      --io-threads N    reader and writer threads; default 4\n"
+	    "      --keep-metadata   keep EXIF and XMP and tag sRGB (default: strip all)\n"
 	    "      --no-rotate       keep pixels as stored: ignore EXIF orientation\n"
-	    "      --quality N       JPEG quality 1-100; default 80\n"
+	    "      --progressive     progressive JPEG\n"
+	    "      --quality N       JPEG and WebP quality 1-100; default 80\n"
 	    "      --slot-size BYTES largest source passed through shared memory (k, M);\n"
 	    "                        default 8M\n"
 	    "  -h, --help            show this help\n"
@@ -76,20 +97,33 @@ parse_uint(const char *text, unsigned long lo, unsigned long hi, unsigned long *
 int
 opts_parse_size(const char *text, struct opt_size *s, char *err, size_t errsz)
 {
-	const char *x = strchr(text, 'x');
+	const char *dash = strchr(text, '-'), *x;
 	unsigned long w, h;
 	char buf[OPTS_SIZE_NAME];
+	size_t n;
 
 	if (strlen(text) >= sizeof(buf))
 		goto bad;
-	if (x == NULL) {
-		if (parse_uint(text, 1, 65535, &w) != 0)
+	s->crop = IMG_FIT;
+	if (dash != NULL) {
+		for (int c = IMG_CROP_CENTRE; c <= IMG_CROP_ENTROPY; c++)
+			if (strcmp(dash + 1, crops[c]) == 0)
+				s->crop = c;
+		if (s->crop == IMG_FIT)
+			goto bad;
+	}
+	n = dash ? (size_t)(dash - text) : strlen(text);
+	memcpy(buf, text, n);
+	buf[n] = '\0';
+	if ((x = strchr(buf, 'x')) == NULL) {
+		if (parse_uint(buf, 1, 65535, &w) != 0)
 			goto bad;
 		h = w;
 	} else {
-		memcpy(buf, text, (size_t)(x - text));
-		buf[x - text] = '\0';
-		if (parse_uint(buf, 1, 65535, &w) != 0 || parse_uint(x + 1, 1, 65535, &h) != 0)
+		if (parse_uint(x + 1, 1, 65535, &h) != 0)
+			goto bad;
+		buf[x - buf] = '\0';
+		if (parse_uint(buf, 1, 65535, &w) != 0)
 			goto bad;
 	}
 	s->width = (uint32_t)w;
@@ -97,8 +131,37 @@ opts_parse_size(const char *text, struct opt_size *s, char *err, size_t errsz)
 	strcpy(s->name, text);
 	return 0;
 bad:
-	errf(err, errsz, "bad size '%s': want N or WxH, each 1 to 65535", text);
+	errf(err, errsz, "bad size '%s': want N or WxH, each 1 to 65535, optionally followed by "
+	    "-crop, -attention or -entropy", text);
 	return -1;
+}
+
+int
+opts_parse_colour(const char *text, unsigned char rgb[3], char *err, size_t errsz)
+{
+	const char *h = text[0] == '#' ? text + 1 : text;
+	unsigned v = 0;
+
+	if (strcmp(text, "white") == 0)
+		v = 0xffffff;
+	else if (strcmp(text, "black") == 0)
+		v = 0;
+	else if (strlen(h) == 6 && strspn(h, "0123456789abcdefABCDEF") == 6)
+		v = (unsigned)strtoul(h, NULL, 16);
+	else {
+		errf(err, errsz, "bad colour '%s': want #rrggbb, white or black", text);
+		return -1;
+	}
+	rgb[0] = (unsigned char)(v >> 16);
+	rgb[1] = (unsigned char)(v >> 8);
+	rgb[2] = (unsigned char)v;
+	return 0;
+}
+
+const char *
+opts_extension(const struct opts *o)
+{
+	return extensions[o->format];
 }
 
 int
@@ -154,6 +217,8 @@ opts_parse(struct opts *o, int argc, char **argv, char *err, size_t errsz)
 	o->io_threads = DEFAULT_IO_THREADS;
 	o->quality = DEFAULT_QUALITY;
 	o->slot_size = DEFAULT_SLOT;
+	o->format = IMG_JPEG;
+	memset(o->background, 0xff, sizeof(o->background));
 	optind = 0;     /* full re-initialisation, so tests can call us more than once */
 	opterr = 0;
 	while ((c = getopt_long(argc, argv, ":hVj:s:", longopts, NULL)) != -1) {
@@ -192,6 +257,30 @@ opts_parse(struct opts *o, int argc, char **argv, char *err, size_t errsz)
 		case OPT_NO_ROTATE:
 			o->no_rotate = 1;
 			break;
+		case OPT_KEEP_METADATA:
+			o->keep_metadata = 1;
+			break;
+		case OPT_PROGRESSIVE:
+			o->progressive = 1;
+			break;
+		case OPT_BACKGROUND:
+			if (opts_parse_colour(optarg, o->background, err, errsz) != 0)
+				return OPTS_USAGE;
+			break;
+		case OPT_FORMAT: {
+			int f = -1;
+
+			for (int i = 0; i < 3; i++)
+				if (strcmp(optarg, formats[i]) == 0 ||
+				    (i == IMG_JPEG && strcmp(optarg, "jpg") == 0))
+					f = i;
+			if (f < 0) {
+				errf(err, errsz, "bad format '%s': want jpeg, png or webp", optarg);
+				return OPTS_USAGE;
+			}
+			o->format = f;
+			break;
+		}
 		case OPT_SLOT_SIZE:
 			if (opts_parse_bytes(optarg, &o->slot_size, err, errsz) != 0)
 				return OPTS_USAGE;
@@ -200,10 +289,11 @@ opts_parse(struct opts *o, int argc, char **argv, char *err, size_t errsz)
 			errf(err, errsz, "option '%s' needs a value", argv[optind - 1]);
 			return OPTS_USAGE;
 		default:
-			if (optopt != 0)
-				errf(err, errsz, "unknown option '-%c'", optopt);
+			/* a long option says itself best ("--help=x"); a short one by its letter */
+			if (strncmp(argv[optind - 1], "--", 2) == 0 || optopt == 0)
+				errf(err, errsz, "bad option '%s'", argv[optind - 1]);
 			else
-				errf(err, errsz, "unknown option '%s'", argv[optind - 1]);
+				errf(err, errsz, "unknown option '-%c'", optopt);
 			return OPTS_USAGE;
 		}
 		if (r != OPTS_RUN)

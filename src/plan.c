@@ -10,7 +10,7 @@
 #include "thumbr/util.h"
 
 char *
-plan_out_rel(const char *rel)
+plan_out_rel(const char *rel, const char *ext)
 {
 	const char *base = strrchr(rel, '/');
 	const char *dot;
@@ -20,9 +20,9 @@ plan_out_rel(const char *rel)
 	base = base ? base + 1 : rel;
 	dot = strrchr(base, '.');
 	stem = (dot != NULL && dot != base) ? (size_t)(dot - rel) : strlen(rel);
-	out = xmalloc(stem + sizeof(".jpg"));
+	out = xmalloc(stem + strlen(ext) + 1);
 	memcpy(out, rel, stem);
-	memcpy(out + stem, ".jpg", sizeof(".jpg"));
+	strcpy(out + stem, ext);
 	return out;
 }
 
@@ -51,7 +51,8 @@ biggest_first(const void *a, const void *b)
 }
 
 void
-plan_build(struct plan *p, const struct scan_result *s, plan_fail_fn *fail, void *ctx)
+plan_build(struct plan *p, const struct scan_result *s, const char *ext, plan_fail_fn *fail,
+    void *ctx)
 {
 	struct named *nm = xcalloc(s->n ? s->n : 1, sizeof(*nm));
 	size_t i, k = 0;
@@ -59,7 +60,7 @@ plan_build(struct plan *p, const struct scan_result *s, plan_fail_fn *fail, void
 	memset(p, 0, sizeof(*p));
 	p->jobs = xcalloc(s->n ? s->n : 1, sizeof(*p->jobs));
 	for (i = 0; i < s->n; i++) {
-		nm[i].out = plan_out_rel(s->v[i].rel);
+		nm[i].out = plan_out_rel(s->v[i].rel, ext);
 		nm[i].idx = i;
 	}
 	qsort(nm, s->n, sizeof(*nm), by_out);

@@ -27,6 +27,17 @@ scan_sniff(const unsigned char *p, size_t n)
 		return SCAN_JPEG;
 	if (n >= 8 && memcmp(p, png, 8) == 0)
 		return SCAN_PNG;
+	if (n >= 12 && memcmp(p, "RIFF", 4) == 0 && memcmp(p + 8, "WEBP", 4) == 0)
+		return SCAN_VIPS;
+	if (n >= 4 && (memcmp(p, "II*\0", 4) == 0 || memcmp(p, "MM\0*", 4) == 0))
+		return SCAN_VIPS;
+	if (n >= 6 && (memcmp(p, "GIF87a", 6) == 0 || memcmp(p, "GIF89a", 6) == 0))
+		return SCAN_VIPS;
+	if (n >= 12 && memcmp(p + 4, "ftyp", 4) == 0 &&
+	    (memcmp(p + 8, "heic", 4) == 0 || memcmp(p + 8, "heix", 4) == 0 ||
+	    memcmp(p + 8, "mif1", 4) == 0 || memcmp(p + 8, "msf1", 4) == 0 ||
+	    memcmp(p + 8, "avif", 4) == 0))
+		return SCAN_VIPS;
 	return 0;
 }
 
@@ -35,8 +46,13 @@ named_like_image(const char *name)
 {
 	const char *dot = strrchr(name, '.');
 
-	return dot != NULL && (strcasecmp(dot, ".jpg") == 0 || strcasecmp(dot, ".jpeg") == 0 ||
-	    strcasecmp(dot, ".jpe") == 0 || strcasecmp(dot, ".png") == 0);
+	static const char *const ext[] = { ".jpg", ".jpeg", ".jpe", ".png", ".webp", ".tif",
+	    ".tiff", ".gif", ".heic", ".heif", ".avif" };
+
+	for (size_t i = 0; dot != NULL && i < sizeof(ext) / sizeof(ext[0]); i++)
+		if (strcasecmp(dot, ext[i]) == 0)
+			return 1;
+	return 0;
 }
 
 static char *
@@ -84,7 +100,7 @@ static void
 file(int dfd, const char *name, char *rel, const struct stat *st, const struct scan_opts *so,
     struct scan_result *res)
 {
-	unsigned char head[8];
+	unsigned char head[SCAN_SNIFF_BYTES];
 	ssize_t n;
 	int fd, kind;
 
@@ -109,7 +125,7 @@ file(int dfd, const char *name, char *rel, const struct stat *st, const struct s
 		return;
 	}
 	if (named_like_image(name))
-		fail(so, res, rel, n == 0 ? "empty file" : "not a JPEG or PNG image");
+		fail(so, res, rel, n == 0 ? "empty file" : "not a supported image");
 	else
 		res->skipped++;
 	free(rel);

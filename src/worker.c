@@ -180,6 +180,7 @@ worker_main(int argc, char **argv)
 	char err[ERRSZ];
 
 	memset(&w, 0, sizeof(w));
+	memset(&set, 0, sizeof(set));
 	if (argc != 4) {
 		fprintf(stderr, "thumbr: worker mode is internal\n");
 		return POOL_EXIT_FATAL;
@@ -208,11 +209,16 @@ worker_main(int argc, char **argv)
 	for (unsigned i = 0; i < w.shm.hdr->nsizes; i++) {
 		boxes[i].width = w.shm.hdr->sizes[i].width;
 		boxes[i].height = w.shm.hdr->sizes[i].height;
+		boxes[i].crop = (int)w.shm.hdr->sizes[i].crop;
 	}
 	set.boxes = boxes;
 	set.nboxes = w.shm.hdr->nsizes;
 	set.quality = w.shm.hdr->quality;
 	set.rotate = !(w.shm.hdr->settings & SHM_SET_NO_ROTATE);
+	set.keep_metadata = (w.shm.hdr->settings & SHM_SET_KEEP_METADATA) != 0;
+	set.progressive = (w.shm.hdr->settings & SHM_SET_PROGRESSIVE) != 0;
+	set.format = (int)w.shm.hdr->format;
+	memcpy(set.background, w.shm.hdr->background, 3);
 	st = shm_status(&w.shm, w.k);
 	atomic_store_explicit(&st->pid, (int32_t)getpid(), memory_order_relaxed);
 	atomic_store_explicit(&st->state, SHM_W_IDLE, memory_order_release);

@@ -362,6 +362,9 @@ START_TEST(parse_operands)
 	ck_assert_str_eq(o.output, "out");
 	ck_assert_str_eq(o.sizes[0].name, "256");
 	USAGE(NULL, "--", "-s", "64", "out");
+	/* empty operands */
+	USAGE(NULL, "", "out");
+	USAGE(NULL, "in", "");
 	/* a lone "-" is an operand */
 	ck_assert_int_eq(parse(&o, err, "-", "out", (const char *)NULL), OPTS_RUN);
 	ck_assert_str_eq(o.input, "-");
@@ -373,12 +376,39 @@ START_TEST(parse_unknown)
 	USAGE("-x", "-x", "in", "out");
 	USAGE("-x", "in", "out", "-x");
 	USAGE("--bogus", "--bogus", "in", "out");
+	USAGE("-x", "--jobs=3", "-xq", "in", "out");     /* a letter in a cluster, after a long */
+	USAGE("-q", "-j", "3", "-qx", "in", "out");
 	USAGE("--s", "--s", "64", "in", "out");   /* ambiguous: --size or --slot-size */
 	/* a missing value */
 	USAGE("-j", "in", "out", "-j");
 	USAGE("-s", "in", "out", "-s");
 	USAGE("--quality", "in", "out", "--quality");
 	USAGE("--slot-size", "in", "out", "--slot-size");
+}
+END_TEST
+
+/* A long option given a value it does not take ("--help=x") is a usage error whose message
+ * names that option, in printable text. */
+START_TEST(parse_long_option_with_value)
+{
+	static const char *const v[][2] = {
+		{ "--help=x", "--help" },
+		{ "--version=1", "--version" },
+		{ "--no-rotate=1", "--no-rotate" },
+	};
+
+	for (size_t i = 0; i < sizeof(v) / sizeof(v[0]); i++) {
+		struct opts o;
+		char err[ERRSZ];
+
+		ck_assert_int_eq(parse(&o, err, v[i][0], "in", "out", (const char *)NULL),
+		    OPTS_USAGE);
+		for (const char *c = err; *c != '\0'; c++)
+			ck_assert_msg(*c >= 0x20 && *c < 0x7f,
+			    "%s: control byte %#x in the message", v[i][0], (unsigned char)*c);
+		ck_assert_msg(strstr(err, v[i][1]) != NULL, "%s: message '%s' does not name %s",
+		    v[i][0], err, v[i][1]);
+	}
 }
 END_TEST
 
@@ -474,6 +504,7 @@ opts_suite(void)
 	tcase_add_test(tc, parse_numbers_bad);
 	tcase_add_test(tc, parse_operands);
 	tcase_add_test(tc, parse_unknown);
+	tcase_add_test(tc, parse_long_option_with_value);
 	tcase_add_test(tc, parse_repeated);
 	tcase_add_test(tc, parse_help_version);
 	suite_add_tcase(s, tc);

@@ -94,7 +94,7 @@ job_of(const struct plan *p, const char *rel)
 static void
 check_out_rel(const char *rel, const char *want)
 {
-	char *got = plan_out_rel(rel);
+	char *got = plan_out_rel(rel, ".jpg");
 
 	ck_assert_ptr_nonnull(got);
 	ck_assert_msg(strcmp(got, want) == 0, "plan_out_rel(\"%s\") = \"%s\", want \"%s\"",
@@ -145,7 +145,7 @@ START_TEST(test_build_nested)
 	struct plan p;
 
 	MKSCAN(&s, in);
-	plan_build(&p, &s, record_fail, &f);
+	plan_build(&p, &s, ".jpg", record_fail, &f);
 	ck_assert_uint_eq(f.n, 0);
 	ck_assert_uint_eq(p.collisions, 0);
 	ck_assert_uint_eq(p.n, 3);
@@ -176,7 +176,7 @@ START_TEST(test_build_empty)
 	struct plan p;
 
 	memset(&s, 0, sizeof(s));
-	plan_build(&p, &s, record_fail, &f);
+	plan_build(&p, &s, ".jpg", record_fail, &f);
 	ck_assert_uint_eq(p.n, 0);
 	ck_assert_uint_eq(p.collisions, 0);
 	ck_assert_uint_eq(f.n, 0);
@@ -198,7 +198,7 @@ START_TEST(test_build_collision)
 	const struct plan_job *j;
 
 	MKSCAN(&s, in);
-	plan_build(&p, &s, record_fail, &f);
+	plan_build(&p, &s, ".jpg", record_fail, &f);
 	ck_assert_uint_eq(p.collisions, 1);
 	ck_assert_uint_eq(f.n, 1);
 	ck_assert_str_eq(f.rel[0], "a.png");
@@ -231,7 +231,7 @@ START_TEST(test_build_collision_nested_case)
 	struct plan p;
 
 	MKSCAN(&s, in);
-	plan_build(&p, &s, record_fail, &f);
+	plan_build(&p, &s, ".jpg", record_fail, &f);
 	ck_assert_uint_eq(p.collisions, 1);
 	ck_assert_uint_eq(f.n, 1);
 	ck_assert_str_eq(f.rel[0], "d/a.png");
@@ -263,7 +263,7 @@ START_TEST(test_build_collision_three)
 	long i;
 
 	MKSCAN(&s, in);
-	plan_build(&p, &s, record_fail, &f);
+	plan_build(&p, &s, ".jpg", record_fail, &f);
 	ck_assert_uint_eq(p.collisions, 2);
 	ck_assert_uint_eq(f.n, 2);
 	/* "a.jpeg" < "a.jpg" < "a.png": a.jpeg keeps a.jpg, even over a.jpg itself */
@@ -299,7 +299,7 @@ START_TEST(test_build_collision_noext)
 	struct plan p;
 
 	MKSCAN(&s, in);
-	plan_build(&p, &s, record_fail, &f);
+	plan_build(&p, &s, ".jpg", record_fail, &f);
 	ck_assert_uint_eq(p.collisions, 1);
 	ck_assert_uint_eq(f.n, 1);
 	ck_assert_str_eq(f.rel[0], "a.png");
@@ -330,7 +330,7 @@ START_TEST(test_build_no_collision)
 	struct plan p;
 
 	MKSCAN(&s, in);
-	plan_build(&p, &s, record_fail, &f);
+	plan_build(&p, &s, ".jpg", record_fail, &f);
 	ck_assert_uint_eq(f.n, 0);
 	ck_assert_uint_eq(p.collisions, 0);
 	ck_assert_uint_eq(p.n, 6);
@@ -365,7 +365,7 @@ START_TEST(test_build_biggest_first)
 	struct plan p;
 
 	MKSCAN(&s, in);
-	plan_build(&p, &s, record_fail, &f);
+	plan_build(&p, &s, ".jpg", record_fail, &f);
 	ck_assert_uint_eq(p.n, 7);
 	for (size_t i = 0; i < p.n; i++) {
 		ck_assert_str_eq(p.jobs[i].rel, want[i]);

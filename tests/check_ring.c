@@ -60,9 +60,23 @@ map_ring(uint32_t size, size_t *len)
 	return p;
 }
 
-static void setup_256(void) { R = map_ring(256, &R_len); }
-static void setup_1k(void) { R = map_ring(1024, &R_len); }
-static void setup_64k(void) { R = map_ring(64 * 1024, &R_len); }
+static void
+setup_256(void)
+{
+	R = map_ring(256, &R_len);
+}
+
+static void
+setup_1k(void)
+{
+	R = map_ring(1024, &R_len);
+}
+
+static void
+setup_64k(void)
+{
+	R = map_ring(64 * 1024, &R_len);
+}
 
 static void
 teardown(void)
@@ -271,7 +285,7 @@ reap(struct peer *p, int ms)
 static void
 assert_exit0(struct peer *p, const char *what)
 {
-	ck_assert_msg(reap(p, 5000) == 0, "%s: child did not finish; killed", what);
+	ck_assert_msg(reap(p, 5000) == 0, "%s: child not reaped within 5 s; killed", what);
 	ck_assert_msg(WIFEXITED(p->status), "%s: child killed by signal %d", what,
 	    WIFSIGNALED(p->status) ? WTERMSIG(p->status) : -1);
 	ck_assert_msg(WEXITSTATUS(p->status) == 0, "%s: child exit status %d", what,
@@ -309,7 +323,7 @@ join_within(pthread_t t, int ms)
 	    ms);
 }
 
-/* Push record seq (payload rec_len-independent: len given) with a wait that must not block. */
+/* Push record seq with a len-byte payload; there must be room (TRY does not wait). */
 static void
 push_now(uint64_t seq, uint32_t len)
 {
@@ -320,6 +334,7 @@ push_now(uint64_t seq, uint32_t len)
 	ck_assert_int_eq(ring_push(R, rec_type(seq), seq, buf, len, &TRY), RING_OK);
 }
 
+/* Pop the next record, which must be seq with a len-byte payload, without waiting. */
 static void
 pop_now(uint64_t seq, uint32_t len)
 {
@@ -779,10 +794,16 @@ child_consumes(void)
 	ck_assert_int_eq(ring_pending(R), 0);
 }
 
-START_TEST(fork_child_produces) { child_produces(); }
+START_TEST(fork_child_produces)
+{
+	child_produces();
+}
 END_TEST
 
-START_TEST(fork_child_consumes) { child_consumes(); }
+START_TEST(fork_child_consumes)
+{
+	child_consumes();
+}
 END_TEST
 
 /* ---- ring_detach wakes a sleeper that nothing else would wake ---- */
@@ -863,16 +884,28 @@ detach_wakes_process(int consumer)
 	    "sleeper: wait status %#x (exit 10 + ring_result)", child.status);
 }
 
-START_TEST(detach_wakes_consumer_thread) { detach_wakes_thread(1); }
+START_TEST(detach_wakes_consumer_thread)
+{
+	detach_wakes_thread(1);
+}
 END_TEST
 
-START_TEST(detach_wakes_producer_thread) { detach_wakes_thread(0); }
+START_TEST(detach_wakes_producer_thread)
+{
+	detach_wakes_thread(0);
+}
 END_TEST
 
-START_TEST(detach_wakes_consumer_process) { detach_wakes_process(1); }
+START_TEST(detach_wakes_consumer_process)
+{
+	detach_wakes_process(1);
+}
 END_TEST
 
-START_TEST(detach_wakes_producer_process) { detach_wakes_process(0); }
+START_TEST(detach_wakes_producer_process)
+{
+	detach_wakes_process(0);
+}
 END_TEST
 
 /* ---- a peer that dies without detaching: alive() ends the wait ---- */

@@ -236,7 +236,13 @@ START_TEST(test_sniff)
 	ck_assert_int_eq(scan_sniff(png_sig, 0), 0);
 	/* garbage and near misses */
 	ck_assert_int_eq(scan_sniff(png_crlf, sizeof(png_crlf)), 0);
-	ck_assert_int_eq(scan_sniff(gif, 8), 0);
+	ck_assert_int_eq(scan_sniff(gif, 8), SCAN_VIPS);        /* decoded through libvips */
+	ck_assert_int_eq(scan_sniff((const unsigned char *)"RIFF\1\0\0\0WEBPVP8 ", 16), SCAN_VIPS);
+	ck_assert_int_eq(scan_sniff((const unsigned char *)"RIFF\1\0\0\0WAVEfmt ", 16), 0);
+	ck_assert_int_eq(scan_sniff((const unsigned char *)"II*\0\10\0\0\0", 8), SCAN_VIPS);
+	ck_assert_int_eq(scan_sniff((const unsigned char *)"\0\0\0\30ftypheic\0\0\0\0", 16),
+	    SCAN_VIPS);
+	ck_assert_int_eq(scan_sniff((const unsigned char *)"\0\0\0\30ftypisom\0\0\0\0", 16), 0);
 	ck_assert_int_eq(scan_sniff(almost, sizeof(almost)), 0);
 	ck_assert_int_eq(scan_sniff((const unsigned char *)"\0\0\0\0\0\0\0\0", 8), 0);
 }

@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 #include <jpeglib.h>
+#include <png.h>
 #include <math.h>
 #include <setjmp.h>
 
@@ -365,4 +366,123 @@ tu_psnr(const unsigned char *a, const unsigned char *b, unsigned w, unsigned h)
 	for (size_t i = 0; i < n; i++)
 		se += ((double)a[i] - b[i]) * ((double)a[i] - b[i]);
 	return se == 0 ? 99 : 10 * log10(255.0 * 255.0 / (se / (double)n));
+}
+
+double
+tu_mae(const unsigned char *a, const unsigned char *b, size_t samples)
+{
+	double sum = 0;
+
+	for (size_t i = 0; i < samples; i++)
+		sum += a[i] > b[i] ? a[i] - b[i] : b[i] - a[i];
+	return samples ? sum / (double)samples : 0;
+}
+
+unsigned char *
+tu_png_rgba(const char *path, unsigned *w, unsigned *h)
+{
+	png_image im;
+	unsigned char *px;
+
+	memset(&im, 0, sizeof(im));
+	im.version = PNG_IMAGE_VERSION;
+	if (!png_image_begin_read_from_file(&im, path))
+		return NULL;
+	im.format = PNG_FORMAT_RGBA;
+	px = malloc(PNG_IMAGE_SIZE(im));
+	if (!png_image_finish_read(&im, NULL, px, 0, NULL)) {
+		free(px);
+		return NULL;
+	}
+	*w = im.width;
+	*h = im.height;
+	return px;
+}
+
+int
+tu_write_png_rgba(const char *path, const unsigned char *px, unsigned w, unsigned h)
+{
+	png_image im;
+
+	memset(&im, 0, sizeof(im));
+	im.version = PNG_IMAGE_VERSION;
+	im.width = w;
+	im.height = h;
+	im.format = PNG_FORMAT_RGBA;
+	return png_image_write_to_file(&im, path, 0, px, 0, NULL) ? 0 : -1;
+}
+
+/* Calls f on every marker before the first scan; stops when it returns non-zero. */
+static int
+jpeg_markers(const char *path, int (*f)(unsigned m, const unsigned char *seg, void *arg),
+    void *arg)
+{
+	size_t n, i;
+	unsigned char *p = (unsigned char *)tu_slurp(path, &n);
+	int r = 0;
+
+	if (p == NULL || n < 4 || p[0] != 0xff || p[1] != 0xd8) {
+		free(p);
+		return -1;
+	}
+	for (i = 2; i + 4 <= n && p[i] == 0xff && r == 0;) {
+		unsigned m = p[i + 1], len = (unsigned)p[i + 2] << 8 | p[i + 3];
+
+		if (m == 0xda)
+			break;
+		r = f(m, p + i + 4, arg);
+		i += 2 + len;
+	}
+	free(p);
+	return r;
+}
+
+static int
+is_marker(unsigned m, const unsigned char *seg, void *arg)
+{
+	(void)seg;
+	return m == *(unsigned *)arg;
+}
+
+int
+tu_jpeg_has_marker(const char *path, unsigned marker)
+{
+	return jpeg_markers(path, is_marker, &marker) == 1;
+}
+
+static int
+sof_components(unsigned m, const unsigned char *seg, void *arg)
+{
+	if (m >= 0xc0 && m <= 0xcf && m != 0xc4 && m != 0xc8 && m != 0xcc) {
+		*(int *)arg = seg[5];
+		return 1;
+	}
+	return 0;
+}
+
+int
+tu_jpeg_components(const char *path)
+{
+	int c = -1;
+
+	jpeg_markers(path, sof_components, &c);
+	return c;
+}
+
+int
+tu_is_other_image(const char *path)
+{
+	unsigned char b[12];
+	FILE *f = fopen(path, "rb");
+	size_t n;
+
+	if (f == NULL)
+		return 0;
+	n = fread(b, 1, sizeof(b), f);
+	fclose(f);
+	if (n < 12)
+		return 0;
+	return (memcmp(b, "RIFF", 4) == 0 && memcmp(b + 8, "WEBP", 4) == 0) ||
+	    memcmp(b, "II*\0", 4) == 0 || memcmp(b, "MM\0*", 4) == 0 ||
+	    memcmp(b, "GIF8", 4) == 0 || memcmp(b + 4, "ftyp", 4) == 0;
 }

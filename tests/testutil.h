@@ -38,6 +38,18 @@ int tu_jpeg_orientation(const char *path);
 unsigned char *tu_jpeg_rgb(const char *path, unsigned *w, unsigned *h);
 /* PSNR in dB of two RGB images of one size (99 when identical). */
 double tu_psnr(const unsigned char *a, const unsigned char *b, unsigned w, unsigned h);
+/* Mean absolute difference of two 8-bit images of one size and band count. */
+double tu_mae(const unsigned char *a, const unsigned char *b, size_t samples);
+/* Decode a PNG file to 8-bit RGBA (malloc'ed); NULL on error. */
+unsigned char *tu_png_rgba(const char *path, unsigned *w, unsigned *h);
+/* Write a w x h RGBA image as PNG; 0 or -1. */
+int tu_write_png_rgba(const char *path, const unsigned char *px, unsigned w, unsigned h);
+/* Whether a JPEG file has a marker (0xe1 APP1, 0xe2 APP2, 0xc2 SOF2, ...) before its scan. */
+int tu_jpeg_has_marker(const char *path, unsigned marker);
+/* Number of components a JPEG file's frame declares (1 grey, 3 colour, 4 CMYK); -1. */
+int tu_jpeg_components(const char *path);
+/* 1 when the file starts with a WebP, TIFF, GIF or HEIF/AVIF signature. */
+int tu_is_other_image(const char *path);
 /* 1 when the file starts with a JPEG or PNG signature. */
 int tu_is_image(const char *path);
 

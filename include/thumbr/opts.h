@@ -14,6 +14,7 @@
 
 struct opt_size {
 	uint32_t width, height;         /* the box */
+	int crop;                       /* enum img_crop: fit, or fill the box and crop */
 	char name[OPTS_SIZE_NAME];      /* as written: the output folder's name */
 };
 
@@ -25,6 +26,10 @@ struct opts {
 	unsigned io_threads;
 	unsigned quality;               /* JPEG quality 1..100 */
 	int no_rotate;                  /* keep pixels as stored, ignore EXIF orientation */
+	int format;                     /* enum img_format */
+	unsigned char background[3];    /* JPEG output is flattened onto this */
+	int keep_metadata;
+	int progressive;
 	uint64_t slot_size;             /* largest source sent through shared memory */
 };
 
@@ -35,10 +40,15 @@ enum opts_result {
 };
 
 enum opts_result opts_parse(struct opts *o, int argc, char **argv, char *err, size_t errsz);
-/* "256" or "640x480" into s; 0, or -1 with a reason. */
+/* "256", "640x480", "200x200-crop", "200-attention", "200x100-entropy" into s; 0, or -1
+ * with a reason. */
 int opts_parse_size(const char *text, struct opt_size *s, char *err, size_t errsz);
 /* "8M", "512k", "1048576" into bytes; 0, or -1 with a reason. */
 int opts_parse_bytes(const char *text, uint64_t *bytes, char *err, size_t errsz);
+/* "#ff8000", "ff8000", "white", "black" into rgb; 0, or -1 with a reason. */
+int opts_parse_colour(const char *text, unsigned char rgb[3], char *err, size_t errsz);
+/* The output file extension for o's format: ".jpg", ".png" or ".webp". */
+const char *opts_extension(const struct opts *o);
 void opts_usage(FILE *fp);
 
 #endif

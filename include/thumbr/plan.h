@@ -25,12 +25,13 @@ struct plan {
 
 typedef void plan_fail_fn(void *ctx, const char *rel, const char *reason);
 
-/* The output name of a source: its extension (if any) replaced by ".jpg".  Malloc'ed. */
-char *plan_out_rel(const char *rel);
+/* The output name of a source: its extension (if any) replaced by ext (".jpg").  Malloc'ed. */
+char *plan_out_rel(const char *rel, const char *ext);
 
 /* Build the job list.  Sources whose output name is taken by an earlier source (bytewise
  * order of rel) are reported through fail and left out. */
-void plan_build(struct plan *p, const struct scan_result *s, plan_fail_fn *fail, void *ctx);
+void plan_build(struct plan *p, const struct scan_result *s, const char *ext, plan_fail_fn *fail,
+    void *ctx);
 void plan_free(struct plan *p);
 
 #endif

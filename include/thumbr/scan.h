@@ -6,7 +6,8 @@
  * nothing can block); the directory identified by (exclude_dev, exclude_ino), the output, is
  * not entered.  A regular file is an image when its first bytes are a JPEG or PNG signature;
  * other files are skipped and counted, except that one whose name says it is an image
- * (.jpg, .jpeg, .jpe, .png) is reported as a failure: a gallery must not silently lose it.
+ * (.jpg, .jpeg, .jpe, .png, .webp, .tif, .tiff, .gif, .heic, .heif, .avif) is reported as
+ * a failure: a gallery must not silently lose it.
  * Paths are bytes: nothing here assumes UTF-8.
  */
 #ifndef THUMBR_SCAN_H
@@ -17,7 +18,11 @@
 #include <sys/types.h>
 #include <time.h>
 
-enum scan_kind { SCAN_JPEG = 1, SCAN_PNG = 2 };
+enum scan_kind {
+	SCAN_JPEG = 1,
+	SCAN_PNG = 2,
+	SCAN_VIPS = 3           /* WebP, TIFF, GIF, HEIF/AVIF: decoded through libvips */
+};
 
 struct scan_entry {
 	char *rel;                      /* path relative to the root, no leading "./" */
@@ -44,7 +49,8 @@ struct scan_opts {
 	void *ctx;
 };
 
-/* Sniff a file's first bytes: SCAN_JPEG, SCAN_PNG or 0. */
+#define SCAN_SNIFF_BYTES 16
+/* Sniff a file's first bytes (SCAN_SNIFF_BYTES are enough): an enum scan_kind, or 0. */
 int scan_sniff(const unsigned char *p, size_t n);
 
 /* Walk root; entries come out sorted by rel (bytewise).  0, or -1 when root cannot be

@@ -32,10 +32,13 @@
 #define SHM_MAX_SIZES 16
 #define SHM_MAX_WORKERS 256
 #define SHM_SET_NO_ROTATE 1u    /* keep pixels as stored: ignore EXIF orientation */
+#define SHM_SET_KEEP_METADATA 2u /* copy EXIF and XMP, tag sRGB */
+#define SHM_SET_PROGRESSIVE 4u  /* progressive JPEG */
 
 /* What one output size asks for, as sent to the workers. */
 struct shm_size {
-	uint32_t width, height;         /* the box to fit in */
+	uint32_t width, height;         /* the box */
+	uint32_t crop;                  /* enum img_crop */
 };
 
 struct shm_hdr {
@@ -53,6 +56,8 @@ struct shm_hdr {
 	uint32_t nsizes;
 	uint32_t quality;
 	uint32_t settings;              /* SHM_SET_* */
+	uint32_t format;                /* enum img_format */
+	uint8_t background[4];          /* RGB that JPEG output is flattened onto */
 	struct shm_size sizes[SHM_MAX_SIZES];
 };
 
