@@ -221,9 +221,12 @@ opts_parse(struct opts *o, int argc, char **argv, char *err, size_t errsz)
 	memset(o->background, 0xff, sizeof(o->background));
 	optind = 0;     /* full re-initialisation, so tests can call us more than once */
 	opterr = 0;
-	while ((c = getopt_long(argc, argv, ":hVj:s:", longopts, NULL)) != -1) {
+	for (;;) {
 		enum opts_result r = OPTS_RUN;
+		int before = optind;
 
+		if ((c = getopt_long(argc, argv, ":hVj:s:", longopts, NULL)) == -1)
+			break;
 		switch (c) {
 		case 'h':
 			help();
@@ -289,8 +292,9 @@ opts_parse(struct opts *o, int argc, char **argv, char *err, size_t errsz)
 			errf(err, errsz, "option '%s' needs a value", argv[optind - 1]);
 			return OPTS_USAGE;
 		default:
-			/* a long option says itself best ("--help=x"); a short one by its letter */
-			if (strncmp(argv[optind - 1], "--", 2) == 0 || optopt == 0)
+			/* a long option says itself best ("--help=x"): getopt has stepped past it;
+			 * a letter in a cluster is named alone */
+			if (optind > before && strncmp(argv[optind - 1], "--", 2) == 0)
 				errf(err, errsz, "bad option '%s'", argv[optind - 1]);
 			else
 				errf(err, errsz, "unknown option '-%c'", optopt);
