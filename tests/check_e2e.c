@@ -571,6 +571,7 @@ END_TEST
 
 START_TEST(broken_and_unsupported_refused)
 {
+	static const unsigned char bmp[16] = { 'B', 'M', 0x3e, 0, 0, 0, 0, 0, 0, 0, 0x3e };
 	char *in = tu_join(tmp, "in"), *out = tu_join(tmp, "out"), *err = NULL;
 	char *argv[] = { (char *)tu_bin(), in, out, NULL };
 	char *t = tu_join(in, "t.jpg"), *m = tu_join(in, "m.jpg"), *b = tu_join(in, "bmp.jpg");
@@ -579,7 +580,7 @@ START_TEST(broken_and_unsupported_refused)
 
 	ck_assert_int_eq(tu_copy(ts, t), 0);
 	ck_assert_int_eq(tu_copy(ms, m), 0);
-	ck_assert_int_eq(tu_write(b, "BM\x3e\0\0\0\0\0\0\0\x3e\0\0\0", 16), 0);
+	ck_assert_int_eq(tu_write(b, bmp, sizeof(bmp)), 0);
 	ck_assert_int_eq(tu_run(argv, NULL, &err), 1);
 	ck_assert_msg(strstr(err, "t.jpg: corrupt JPEG data") != NULL, "%s", err);
 	ck_assert_msg(strstr(err, "m.jpg: unsupported JPEG data precision 12") != NULL, "%s", err);
