@@ -403,7 +403,8 @@ START_TEST(colour_profiles_honoured)
 	static const struct { const char *name; double max; } cases[] = {
 		{ "adobergb.jpg", 4.0 }, { "cmyk-tagged.jpg", 5.0 }, { "cmyk-untagged.jpg", 5.0 },
 		{ "ycck.jpg", 5.0 }, { "format-tif.jpg", 3.0 }, { "rgb16.jpg", 3.0 },
-		{ "rgb16-tiff.jpg", 3.0 },
+		{ "rgb16-tiff.jpg", 3.0 }, { "restart.jpg", 3.0 }, { "progressive.jpg", 3.0 },
+		{ "arithmetic.jpg", 3.0 },
 	};
 
 	ck_assert_int_eq(tu_run(argv, NULL, NULL), 1);  /* truncated.jpg */

@@ -1,7 +1,8 @@
 #!/bin/sh
 # make.sh: makes the colour, depth, alpha and format cases in this folder from
 # ../libjpeg-turbo/testorig.jpg (an sRGB photograph, 227x149) with tools from Debian
-# packages: libvips-tools (vips), imagemagick (convert), icc-profiles-free
+# packages: libvips-tools (vips), imagemagick (convert), libjpeg-turbo-progs (cjpeg, djpeg),
+# icc-profiles-free
 # (compatibleWithAdobeRGB1998.icc) and libgs-common (ghostscript's default_cmyk.icc).
 # The results are committed; run this again only to remake them.
 set -eu
@@ -33,6 +34,14 @@ convert "$src" \( -size 227x149 gradient:white-black \) -alpha off -compose copy
 	-composite alpha.png
 # other formats libvips loads
 for ext in webp tif gif heic avif; do vips copy "$src" "format-$ext.$ext"; done
+# JPEG codings: restart markers every 2 MCU rows, progressive, arithmetic (libjpeg-turbo-progs)
+if command -v cjpeg >/dev/null; then
+	djpeg -ppm "$src" > /tmp/src-$$.ppm
+	cjpeg -restart 2 /tmp/src-$$.ppm > restart.jpg
+	cjpeg -progressive /tmp/src-$$.ppm > progressive.jpg
+	cjpeg -arithmetic /tmp/src-$$.ppm > arithmetic.jpg
+	rm -f /tmp/src-$$.ppm
+fi
 # a file cut short, and one with a JPEG header and nothing after it
 head -c 3000 "$src" > truncated.jpg
 ls -l
