@@ -55,8 +55,10 @@ $(BUILD)/check_thumbr: $(OBJS) $(TEST_OBJS)
 	$(CC) $(ALL_CFLAGS) -o $@ $^ $(CHECK_LIBS) $(LIBS)
 
 # Every test: unit suites and end-to-end runs of the real binary over testdata/.
+# Check forks each test: a sanitizer report must end that test, not just its exit code.
 check: deps-ok $(BUILD)/thumbr $(BUILD)/check_thumbr
 	THUMBR_BIN=$(CURDIR)/$(BUILD)/thumbr THUMBR_TESTDATA=$(CURDIR)/testdata \
+	TSAN_OPTIONS="halt_on_error=1 $(TSAN_OPTIONS)" \
 		$(BUILD)/check_thumbr
 
 # Set up (install build dependencies when root), build, thumbnail testdata/ into out/.

@@ -18,6 +18,9 @@
  * which the sleeper looks at the detached flag and asks its caller whether the peer is alive,
  * so no wait can hang on a dead peer.
  *
+ * Slices are sem_timedwait on CLOCK_REALTIME, each computed afresh, so a step of the wall
+ * clock can stretch at most the slice it falls in.
+ *
  * The structure holds no pointers, so it can be mapped at different addresses.
  */
 #ifndef THUMBR_RING_H
