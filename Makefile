@@ -58,7 +58,7 @@ $(BUILD)/check_thumbr: $(OBJS) $(TEST_OBJS)
 # Check forks each test: a sanitizer report must end that test, not just its exit code.
 check: deps-ok $(BUILD)/thumbr $(BUILD)/check_thumbr
 	THUMBR_BIN=$(CURDIR)/$(BUILD)/thumbr THUMBR_TESTDATA=$(CURDIR)/testdata \
-	TSAN_OPTIONS="halt_on_error=1 $(TSAN_OPTIONS)" \
+	TSAN_OPTIONS="halt_on_error=1 suppressions=$(CURDIR)/tests/tsan.supp $(TSAN_OPTIONS)" \
 		$(BUILD)/check_thumbr
 
 # Set up (install build dependencies when root), build, thumbnail testdata/ into out/.
