@@ -29,7 +29,7 @@ LIBS = $(shell $(PKG_CONFIG) --libs $(PKGS) 2>/dev/null) -lpthread -lm
 CHECK_CFLAGS = $(shell $(PKG_CONFIG) --cflags check 2>/dev/null)
 CHECK_LIBS = $(shell $(PKG_CONFIG) --libs check 2>/dev/null)
 
-MODULES = util opts scan plan shm ring pool io worker img out report batch
+MODULES = util opts scan plan state lock prune shm ring pool io worker img out report batch
 OBJS = $(MODULES:%=$(BUILD)/src/%.o)
 TESTS = check_ring check_opts check_plan check_scan check_out check_img check_e2e
 TEST_OBJS = $(TESTS:%=$(BUILD)/tests/%.o) $(BUILD)/tests/check_main.o $(BUILD)/tests/testutil.o

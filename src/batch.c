@@ -7,6 +7,7 @@
 #include "thumbr/batch.h"
 
 #include <err.h>
+#include <stdatomic.h>
 #include <errno.h>
 #include <signal.h>
 #include <stdio.h>
@@ -18,12 +19,15 @@
 #include <unistd.h>
 
 #include "thumbr/io.h"
+#include "thumbr/lock.h"
 #include "thumbr/out.h"
 #include "thumbr/plan.h"
 #include "thumbr/pool.h"
+#include "thumbr/prune.h"
 #include "thumbr/report.h"
 #include "thumbr/scan.h"
 #include "thumbr/shm.h"
+#include "thumbr/state.h"
 #include "thumbr/util.h"
 
 #define REQ_RING_MIN (1u << 20)
@@ -36,6 +40,8 @@ struct run {
 	struct io io;
 	unsigned *idle_deaths;
 	int fatal;
+	int progress;           /* draw the progress line (stderr is a terminal) */
+	double t0;
 };
 
 static void
@@ -146,6 +152,8 @@ supervise(struct run *r, const sigset_t *set)
 		if (sig == SIGINT || sig == SIGTERM || sig == SIGHUP)
 			return sig;
 		reap(r, 0);
+		if (r->progress)
+			report_progress(io_settled(&r->io), r->io.plan->n, now_s() - r->t0);
 		if (r->fatal || io_finished(&r->io))
 			return 0;
 	}
@@ -156,6 +164,14 @@ prepare_output(const struct opts *o, struct stat *st)
 {
 	char err[ERRSZ];
 
+	if (o->dry_run) {
+		/* change nothing: a missing OUTPUT_DIR just means everything would be built */
+		if (stat(o->output, st) != 0) {
+			memset(st, 0, sizeof(*st));
+			return errno == ENOENT ? 1 : (warn("%s", o->output), -1);
+		}
+		return S_ISDIR(st->st_mode) ? 0 : (warnx("%s: not a directory", o->output), -1);
+	}
 	if (out_mkdirs(o->output, err, sizeof(err)) != 0) {
 		warnx("%s", err);
 		return -1;
@@ -171,20 +187,179 @@ prepare_output(const struct opts *o, struct stat *st)
 	return 0;
 }
 
+/* ---- what the scan asks of the options ---- */
+
+struct scanctx {
+	const struct opts *o;
+	const struct state *st;
+};
+
+/* --shard K/N: a source belongs to shard hash(rel) mod N + 1; the same on every machine */
+static int
+in_shard(const struct opts *o, const char *rel)
+{
+	return o->shard_n == 0 || state_hash(rel, strlen(rel)) % o->shard_n + 1 == o->shard_k;
+}
+
+static int
+want(void *ctx, const char *rel)
+{
+	return in_shard(((struct scanctx *)ctx)->o, rel);
+}
+
+static int
+uptodate(void *ctx, const char *rel, const struct stat *src)
+{
+	return state_uptodate(((struct scanctx *)ctx)->st, rel, src);
+}
+
+static void
+scan_failed_sc(void *ctx, const char *rel, const char *reason)
+{
+	scan_failed((void *)((struct scanctx *)ctx)->o, rel, reason);
+}
+
+static int
+scan_input(const struct opts *o, const struct state *st, const struct stat *ost, int have_out,
+    struct scan_result *sr)
+{
+	struct scanctx sc = { o, st };
+	struct scan_opts so;
+	char err[ERRSZ];
+	int rc;
+
+	memset(&so, 0, sizeof(so));
+	so.exclude = have_out;
+	so.exclude_dev = ost->st_dev;
+	so.exclude_ino = ost->st_ino;
+	so.fail = scan_failed_sc;
+	so.want = want;
+	so.uptodate = have_out ? uptodate : NULL;
+	so.ctx = &sc;
+	if (o->files_from != NULL) {
+		FILE *f = strcmp(o->files_from, "-") == 0 ? stdin : fopen(o->files_from, "re");
+
+		if (f == NULL) {
+			warn("%s", o->files_from);
+			return -1;
+		}
+		rc = scan_list(o->input, f, o->null_sep, &so, sr, err, sizeof(err));
+		if (f != stdin)
+			fclose(f);
+	} else {
+		rc = scan_tree(o->input, &so, sr, err, sizeof(err));
+	}
+	if (rc != 0)
+		warnx("%s", err);
+	return rc;
+}
+
+/* ---- the run ---- */
+
+/* Start the workers and the I/O threads and supervise them until every job is settled or a
+ * signal stops the run; returns the signal or 0. */
+static int
+build(struct run *r, const struct opts *o, const struct plan *plan, const struct state *st,
+    struct report_counts *c)
+{
+	char err[ERRSZ];
+	sigset_t set;
+	unsigned nw = o->jobs < plan->n ? o->jobs : (unsigned)plan->n;
+	int sig = 0;
+
+	/* shared memory: bounded by the options, not by the number of files */
+	if (shm_create(&r->shm, nw, (uint32_t)(2 * o->slot_size > REQ_RING_MIN ?
+	    2 * o->slot_size : REQ_RING_MIN), RESP_RING, err, sizeof(err)) != 0) {
+		warnx("%s", err);
+		r->fatal = 1;
+		return 0;
+	}
+	r->shm.hdr->nsizes = o->nsizes;
+	r->shm.hdr->quality = o->quality;
+	r->shm.hdr->settings = (o->no_rotate ? SHM_SET_NO_ROTATE : 0) |
+	    (o->keep_metadata ? SHM_SET_KEEP_METADATA : 0) |
+	    (o->progressive ? SHM_SET_PROGRESSIVE : 0);
+	r->shm.hdr->format = (uint32_t)o->format;
+	memcpy(r->shm.hdr->background, o->background, 3);
+	for (unsigned i = 0; i < o->nsizes; i++) {
+		r->shm.hdr->sizes[i].width = o->sizes[i].width;
+		r->shm.hdr->sizes[i].height = o->sizes[i].height;
+		r->shm.hdr->sizes[i].crop = (uint32_t)o->sizes[i].crop;
+	}
+	r->idle_deaths = xcalloc(nw, sizeof(*r->idle_deaths));
+
+	/* signals are taken synchronously by this thread; block them before any thread
+	 * exists so that every thread inherits the mask */
+	sigemptyset(&set);
+	sigaddset(&set, SIGCHLD);
+	sigaddset(&set, SIGINT);
+	sigaddset(&set, SIGTERM);
+	sigaddset(&set, SIGHUP);
+	sigprocmask(SIG_BLOCK, &set, NULL);
+	signal(SIGPIPE, SIG_IGN);
+
+	io_init(&r->io, o, &r->shm, plan, st);
+	for (unsigned k = 0; k < nw; k++)
+		if (start_worker(r, k) != 0)
+			r->fatal = 1;
+	if (!r->fatal && io_start(&r->io, err, sizeof(err)) != 0) {
+		warnx("%s", err);
+		r->fatal = 1;
+	}
+	if (!r->fatal)
+		sig = supervise(r, &set);
+	if (sig != 0 || r->fatal) {
+		io_stop(&r->io);
+		io_join(&r->io);
+		end_workers(r, 500, SIGTERM);
+	} else {
+		io_join(&r->io);
+		/* every job is settled: let the workers see their rings close */
+		for (unsigned k = 0; k < nw; k++)
+			ring_detach(shm_req_ring(&r->shm, k));
+		end_workers(r, 2000, 0);
+	}
+	if (r->progress)
+		report_progress_end();
+	c->thumbnails = r->io.thumbnails;
+	c->done = r->io.done;
+	c->failed += r->io.failed;
+	if (atomic_load(&r->io.no_records))
+		warnx("%s keeps no extended attributes: thumbnails are rebuilt on every run",
+		    o->output);
+	io_free(&r->io);
+	shm_close(&r->shm);
+	free(r->idle_deaths);
+	return sig;
+}
+
+/* -n: what would be built */
+static void
+dry_build(const struct opts *o, const struct plan *plan)
+{
+	for (size_t j = 0; j < plan->n; j++)
+		for (unsigned i = 0; i < o->nsizes; i++) {
+			char *out = state_output(o, i, plan->jobs[j].rel);
+
+			printf("build %s\n", out);
+			free(out);
+		}
+}
+
 int
 batch_run(const struct opts *o)
 {
 	struct report_counts c;
 	struct scan_result sr;
-	struct scan_opts so;
 	struct plan plan;
 	struct stat ost, ist;
+	struct state st;
+	struct lock lk = { -1, -1 };
 	struct run r;
-	sigset_t set;
 	char err[ERRSZ];
-	double t0 = now_s();
-	unsigned nw;
-	int sig = 0, status;
+	double t0 = now_s(), scan_secs;
+	int sig = 0, status, have_out;
+	long holder;
 
 	memset(&r, 0, sizeof(r));
 	memset(&c, 0, sizeof(c));
@@ -195,91 +370,62 @@ batch_run(const struct opts *o)
 		return BATCH_USAGE;
 	}
 	out_init();
-	if (prepare_output(o, &ost) != 0)
+	if (o->report)
+		report_collect();
+	if ((have_out = prepare_output(o, &ost)) < 0)
 		return BATCH_FATAL;
+	have_out = have_out == 0;
+	if (!o->dry_run) {
+		switch (lock_take(&lk, o->output, o->shard_k, o->shard_n, o->wait, &holder, err,
+		    sizeof(err))) {
+		case LOCK_OK:
+			break;
+		case LOCK_BUSY:
+			if (holder > 0)
+				warnx("%s is in use by another thumbr (pid %ld)", o->output, holder);
+			else
+				warnx("%s is in use by another thumbr", o->output);
+			return BATCH_BUSY;
+		default:
+			warnx("%s", err);
+			return BATCH_FATAL;
+		}
+	}
 
-	memset(&so, 0, sizeof(so));
-	so.exclude = 1;
-	so.exclude_dev = ost.st_dev;
-	so.exclude_ino = ost.st_ino;
-	so.fail = scan_failed;
-	so.ctx = (void *)o;
-	if (scan_tree(o->input, &so, &sr, err, sizeof(err)) != 0) {
-		warnx("%s", err);
+	state_init(&st, o);
+	if (scan_input(o, &st, &ost, have_out, &sr) != 0) {
+		lock_release(&lk);
 		return BATCH_USAGE;
 	}
 	plan_build(&plan, &sr, opts_extension(o), scan_failed, (void *)o);
+	scan_secs = now_s() - t0;
 	c.images = sr.n + sr.failed;
 	c.skipped = sr.skipped;
 	c.failed = sr.failed + plan.collisions;
+	c.unchanged = plan.unchanged;
+	if (o->prune && have_out)
+		c.pruned = prune_run(o, o->shard_n ? in_shard : NULL, &c.failed);
 
-	if (plan.n > 0) {
-		/* shared memory: bounded by the options, not by the number of files */
-		nw = o->jobs < plan.n ? o->jobs : (unsigned)plan.n;
-		if (shm_create(&r.shm, nw, (uint32_t)(2 * o->slot_size > REQ_RING_MIN ?
-		    2 * o->slot_size : REQ_RING_MIN), RESP_RING, err, sizeof(err)) != 0) {
-			warnx("%s", err);
-			status = BATCH_FATAL;
-			goto out_plan;
-		}
-		r.shm.hdr->nsizes = o->nsizes;
-		r.shm.hdr->quality = o->quality;
-		r.shm.hdr->settings = (o->no_rotate ? SHM_SET_NO_ROTATE : 0) |
-		    (o->keep_metadata ? SHM_SET_KEEP_METADATA : 0) |
-		    (o->progressive ? SHM_SET_PROGRESSIVE : 0);
-		r.shm.hdr->format = (uint32_t)o->format;
-		memcpy(r.shm.hdr->background, o->background, 3);
-		for (unsigned i = 0; i < o->nsizes; i++) {
-			r.shm.hdr->sizes[i].width = o->sizes[i].width;
-			r.shm.hdr->sizes[i].height = o->sizes[i].height;
-			r.shm.hdr->sizes[i].crop = (uint32_t)o->sizes[i].crop;
-		}
-		r.idle_deaths = xcalloc(nw, sizeof(*r.idle_deaths));
-
-		/* signals are taken synchronously by this thread; block them before any
-		 * thread exists so that every thread inherits the mask */
-		sigemptyset(&set);
-		sigaddset(&set, SIGCHLD);
-		sigaddset(&set, SIGINT);
-		sigaddset(&set, SIGTERM);
-		sigaddset(&set, SIGHUP);
-		sigprocmask(SIG_BLOCK, &set, NULL);
-		signal(SIGPIPE, SIG_IGN);
-
-		io_init(&r.io, o, &r.shm, &plan);
-		for (unsigned k = 0; k < nw; k++)
-			if (start_worker(&r, k) != 0)
-				r.fatal = 1;
-		if (!r.fatal && io_start(&r.io, err, sizeof(err)) != 0) {
-			warnx("%s", err);
-			r.fatal = 1;
-		}
-		if (!r.fatal)
-			sig = supervise(&r, &set);
-		if (sig != 0 || r.fatal) {
-			io_stop(&r.io);
-			io_join(&r.io);
-			end_workers(&r, 500, SIGTERM);
-		} else {
-			io_join(&r.io);
-			/* every job is settled: let the workers see their rings close */
-			for (unsigned k = 0; k < nw; k++)
-				ring_detach(shm_req_ring(&r.shm, k));
-			end_workers(&r, 2000, 0);
-		}
-		c.thumbnails = r.io.thumbnails;
-		c.done = r.io.done;
-		c.failed += r.io.failed;
-		io_free(&r.io);
-		shm_close(&r.shm);
-		free(r.idle_deaths);
+	if (o->dry_run)
+		dry_build(o, &plan);
+	else if (plan.n > 0) {
+		r.progress = !o->quiet && !o->verbose && isatty(STDERR_FILENO);
+		r.t0 = t0;
+		sig = build(&r, o, &plan, &st, &c);
 	}
 	if (sig != 0)
 		warnx("stopped by SIG%s: unfinished thumbnails were not kept", sigabbrev_np(sig));
-	report_summary(&c, now_s() - t0);
+	if (o->report && report_json(o->report, o, &c, scan_secs, now_s() - t0, err,
+	    sizeof(err)) != 0) {
+		warnx("%s", err);
+		c.failed++;
+	}
+	if (!o->quiet)
+		report_summary(&c, now_s() - t0);
+	fflush(stdout);
 	status = sig ? 128 + sig : r.fatal ? BATCH_FATAL : c.failed ? BATCH_FAILED : BATCH_OK;
-out_plan:
 	plan_free(&plan);
 	scan_free(&sr);
+	lock_release(&lk);
 	return status;
 }

@@ -130,11 +130,27 @@ on_out(struct io *io, struct io_worker *w, const struct ring_rec *rec)
 		return;
 	}
 	if (o->offset + n == o->total) {
+		const struct plan_job *pj = &io->plan->jobs[rec->job];
+		char *record = state_format(io->state, o->size_idx, pj->rel, pj->size, &pj->mtime);
+		char *final = xstrdup(w->cur.final);
+
+		/* the record goes on before the rename: both appear together or not at all */
+		if (state_attach(w->cur.fd, record) != 0)
+			atomic_store_explicit(&io->no_records, 1, memory_order_relaxed);
+		free(record);
 		if (out_commit(&w->cur, err, sizeof(err)) != 0) {
+			free(final);
 			set_werr(w, err);
 			return;
 		}
 		w->job_thumbs++;
+		if (io->o->verbose || io->o->report) {
+			char *src = src_path(io, (size_t)rec->job);
+
+			report_thumb(src, final, o->width, o->height, o->total, io->o->verbose);
+			free(src);
+		}
+		free(final);
 	}
 }
 
@@ -368,7 +384,8 @@ io_thread(void *arg)
 /* ---- set-up and supervision ---- */
 
 int
-io_init(struct io *io, const struct opts *o, struct shm *shm, const struct plan *p)
+io_init(struct io *io, const struct opts *o, struct shm *shm, const struct plan *p,
+    const struct state *st)
 {
 	uint32_t room;
 
@@ -378,6 +395,7 @@ io_init(struct io *io, const struct opts *o, struct shm *shm, const struct plan 
 	io->o = o;
 	io->shm = shm;
 	io->plan = p;
+	io->state = st;
 	io->tries = xcalloc(p->n ? p->n : 1, 1);
 	io->retry = xcalloc(p->n ? p->n : 1, sizeof(*io->retry));
 	io->nw = shm->hdr->nworkers;
@@ -464,6 +482,17 @@ io_worker_died(struct io *io, unsigned k, const char *how)
 	pthread_mutex_unlock(&io->mu);
 	sem_post(&io->shm->hdr->notify);
 	return held;
+}
+
+size_t
+io_settled(struct io *io)
+{
+	size_t n;
+
+	pthread_mutex_lock(&io->mu);
+	n = io->settled;
+	pthread_mutex_unlock(&io->mu);
+	return n;
 }
 
 int

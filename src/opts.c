@@ -22,7 +22,8 @@
 
 enum {
 	OPT_IO_THREADS = 256, OPT_QUALITY, OPT_SLOT_SIZE, OPT_NO_ROTATE, OPT_FORMAT,
-	OPT_BACKGROUND, OPT_KEEP_METADATA, OPT_PROGRESSIVE
+	OPT_BACKGROUND, OPT_KEEP_METADATA, OPT_PROGRESSIVE, OPT_FORCE, OPT_PRUNE, OPT_WAIT,
+	OPT_REPORT, OPT_FILES_FROM, OPT_SHARD
 };
 
 static const char *const crops[] = { "", "crop", "attention", "entropy" };
@@ -42,16 +43,27 @@ static const struct option longopts[] = {
 	{ "background", required_argument, NULL, OPT_BACKGROUND },
 	{ "keep-metadata", no_argument, NULL, OPT_KEEP_METADATA },
 	{ "progressive", no_argument, NULL, OPT_PROGRESSIVE },
+	{ "force", no_argument, NULL, OPT_FORCE },
+	{ "prune", no_argument, NULL, OPT_PRUNE },
+	{ "dry-run", no_argument, NULL, 'n' },
+	{ "wait", no_argument, NULL, OPT_WAIT },
+	{ "quiet", no_argument, NULL, 'q' },
+	{ "verbose", no_argument, NULL, 'v' },
+	{ "report", required_argument, NULL, OPT_REPORT },
+	{ "files-from", required_argument, NULL, OPT_FILES_FROM },
+	{ "null", no_argument, NULL, '0' },
+	{ "shard", required_argument, NULL, OPT_SHARD },
 	{ NULL, 0, NULL, 0 }
 };
 
 void
 opts_usage(FILE *fp)
 {
-	fputs("usage: thumbr [-hV] [-j N] [-s SIZE]... [--background COLOUR]\n"
-	    "              [--format jpeg|png|webp] [--io-threads N] [--keep-metadata]\n"
-	    "              [--no-rotate] [--progressive] [--quality N] [--slot-size BYTES]\n"
-	    "              INPUT_DIR OUTPUT_DIR\n", fp);
+	fputs("usage: thumbr [-0hnqVv] [-j N] [-s SIZE]... [--background COLOUR] [--force]\n"
+	    "              [--files-from FILE] [--format jpeg|png|webp] [--io-threads N]\n"
+	    "              [--keep-metadata] [--no-rotate] [--progressive] [--prune]\n"
+	    "              [--quality N] [--report FILE] [--shard K/N] [--slot-size BYTES]\n"
+	    "              [--wait] INPUT_DIR OUTPUT_DIR\n", fp);
 }
 
 static void
@@ -73,10 +85,21 @@ help(void)
 	    "      --quality N       JPEG and WebP quality 1-100; default 80\n"
 	    "      --slot-size BYTES largest source passed through shared memory (k, M);\n"
 	    "                        default 8M\n"
+	    "      --force           rebuild thumbnails that are up to date\n"
+	    "      --prune           delete thumbnails whose source is gone\n"
+	    "  -n, --dry-run         print what would be built and pruned; change nothing\n"
+	    "      --wait            wait for another run on OUTPUT_DIR instead of exiting 75\n"
+	    "  -q, --quiet           print errors only\n"
+	    "  -v, --verbose         print each thumbnail written\n"
+	    "      --report FILE     write a JSON report of the run to FILE\n"
+	    "      --files-from FILE thumbnail only the sources listed in FILE (- for stdin)\n"
+	    "  -0, --null            the list is NUL-separated\n"
+	    "      --shard K/N       process only shard K of N (1 <= K <= N)\n"
 	    "  -h, --help            show this help\n"
 	    "  -V, --version         show the version\n"
 	    "\nExit status: 0 all done, 1 some images failed, 2 usage error,\n"
-	    "3 fatal runtime error, 128+N killed by signal N.  See thumbr(1).\n", stdout);
+	    "3 fatal runtime error, 75 OUTPUT_DIR in use by another run,\n"
+	    "128+N killed by signal N.  See thumbr(1).\n", stdout);
 }
 
 /* A decimal number in [lo, hi]; 0 or -1. */
@@ -158,6 +181,28 @@ opts_parse_colour(const char *text, unsigned char rgb[3], char *err, size_t errs
 	return 0;
 }
 
+int
+opts_parse_shard(const char *text, unsigned *k, unsigned *n, char *err, size_t errsz)
+{
+	const char *slash = strchr(text, '/');
+	unsigned long a, b;
+	char buf[16];
+
+	if (slash == NULL || (size_t)(slash - text) >= sizeof(buf))
+		goto bad;
+	memcpy(buf, text, (size_t)(slash - text));
+	buf[slash - text] = '\0';
+	if (parse_uint(buf, 1, 65536, &a) != 0 || parse_uint(slash + 1, 1, 65536, &b) != 0 ||
+	    a > b)
+		goto bad;
+	*k = (unsigned)a;
+	*n = (unsigned)b;
+	return 0;
+bad:
+	errf(err, errsz, "bad shard '%s': want K/N with 1 <= K <= N <= 65536", text);
+	return -1;
+}
+
 const char *
 opts_extension(const struct opts *o)
 {
@@ -225,7 +270,7 @@ opts_parse(struct opts *o, int argc, char **argv, char *err, size_t errsz)
 		enum opts_result r = OPTS_RUN;
 		int before = optind;
 
-		if ((c = getopt_long(argc, argv, ":hVj:s:", longopts, NULL)) == -1)
+		if ((c = getopt_long(argc, argv, ":0hnqVvj:s:", longopts, NULL)) == -1)
 			break;
 		switch (c) {
 		case 'h':
@@ -259,6 +304,37 @@ opts_parse(struct opts *o, int argc, char **argv, char *err, size_t errsz)
 			break;
 		case OPT_NO_ROTATE:
 			o->no_rotate = 1;
+			break;
+		case OPT_FORCE:
+			o->force = 1;
+			break;
+		case OPT_PRUNE:
+			o->prune = 1;
+			break;
+		case 'n':
+			o->dry_run = 1;
+			break;
+		case OPT_WAIT:
+			o->wait = 1;
+			break;
+		case 'q':
+			o->quiet = 1;
+			break;
+		case 'v':
+			o->verbose = 1;
+			break;
+		case '0':
+			o->null_sep = 1;
+			break;
+		case OPT_REPORT:
+			o->report = optarg;
+			break;
+		case OPT_FILES_FROM:
+			o->files_from = optarg;
+			break;
+		case OPT_SHARD:
+			if (opts_parse_shard(optarg, &o->shard_k, &o->shard_n, err, errsz) != 0)
+				return OPTS_USAGE;
 			break;
 		case OPT_KEEP_METADATA:
 			o->keep_metadata = 1;
@@ -312,6 +388,14 @@ opts_parse(struct opts *o, int argc, char **argv, char *err, size_t errsz)
 	o->output = argv[optind + 1];
 	if (o->input[0] == '\0' || o->output[0] == '\0') {
 		errf(err, errsz, "INPUT_DIR and OUTPUT_DIR must not be empty");
+		return OPTS_USAGE;
+	}
+	if (o->quiet && o->verbose) {
+		errf(err, errsz, "-q and -v do not go together");
+		return OPTS_USAGE;
+	}
+	if (o->null_sep && o->files_from == NULL) {
+		errf(err, errsz, "-0 goes with --files-from");
 		return OPTS_USAGE;
 	}
 	if (o->nsizes == 0)

@@ -29,6 +29,7 @@ plan_out_rel(const char *rel, const char *ext)
 struct named {
 	char *out;
 	size_t idx;             /* into the scan result, which is sorted by rel */
+	int job;                /* out now belongs to a job */
 };
 
 static int
@@ -79,16 +80,24 @@ plan_build(struct plan *p, const struct scan_result *s, const char *ext, plan_fa
 				fail(ctx, e->rel, why);
 			free(why);
 			p->collisions++;
-			free(nm[i].out);
 			continue;
 		}
 		k = i;
+		if (e->uptodate) {
+			p->unchanged++;
+			continue;
+		}
+		nm[i].job = 1;
 		p->jobs[p->n].rel = e->rel;
+		p->jobs[p->n].mtime = e->mtime;
 		p->jobs[p->n].out_rel = nm[i].out;
 		p->jobs[p->n].size = e->size;
 		p->jobs[p->n].kind = e->kind;
 		p->n++;
 	}
+	for (i = 0; i < s->n; i++)      /* names nobody took, kept until now for comparing */
+		if (!nm[i].job)
+			free(nm[i].out);
 	free(nm);
 	qsort(p->jobs, p->n, sizeof(*p->jobs), biggest_first);
 }

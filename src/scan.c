@@ -18,6 +18,7 @@
 
 #include "thumbr/util.h"
 
+
 int
 scan_sniff(const unsigned char *p, size_t n)
 {
@@ -80,7 +81,7 @@ fail(const struct scan_opts *so, struct scan_result *res, const char *rel, const
 }
 
 static void
-add(struct scan_result *res, char *rel, const struct stat *st, int kind)
+add(struct scan_result *res, char *rel, const struct stat *st, int kind, int uptodate)
 {
 	struct scan_entry *e;
 
@@ -93,6 +94,7 @@ add(struct scan_result *res, char *rel, const struct stat *st, int kind)
 	e->size = (uint64_t)st->st_size;
 	e->mtime = st->st_mtim;
 	e->kind = kind;
+	e->uptodate = uptodate;
 }
 
 /* Look at one regular file: an image, a non-image, or a failure. */
@@ -104,6 +106,14 @@ file(int dfd, const char *name, char *rel, const struct stat *st, const struct s
 	ssize_t n;
 	int fd, kind;
 
+	if (so->want != NULL && !so->want(so->ctx, rel)) {
+		free(rel);
+		return;
+	}
+	if (so->uptodate != NULL && so->uptodate(so->ctx, rel, st)) {
+		add(res, rel, st, 0, 1);
+		return;
+	}
 	fd = openat(dfd, name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC | O_NOCTTY);
 	if (fd < 0) {
 		fail(so, res, rel, strerror(errno));
@@ -121,7 +131,7 @@ file(int dfd, const char *name, char *rel, const struct stat *st, const struct s
 	}
 	kind = scan_sniff(head, (size_t)n);
 	if (kind != 0) {
-		add(res, rel, st, kind);
+		add(res, rel, st, kind, 0);
 		return;
 	}
 	if (named_like_image(name))
@@ -206,6 +216,128 @@ scan_tree(const char *root, const struct scan_opts *so, struct scan_result *res,
 	walk(fd, "", so, res);
 	if (res->n > 1)
 		qsort(res->v, res->n, sizeof(*res->v), by_rel);
+	return 0;
+}
+
+/* Strip "./" and root from a listed path; NULL when it is not under root. */
+static const char *
+relative(const char *path, const char *root, const char *realroot)
+{
+	size_t n;
+
+	while (path[0] == '.' && path[1] == '/')
+		path += 2;
+	while (root[0] == '.' && root[1] == '/' && root[2] != '\0')
+		root += 2;
+	if (path[0] == '/') {
+		n = strlen(realroot);
+		if (strncmp(path, realroot, n) != 0 || path[n] != '/')
+			return NULL;
+		return path + n + 1;
+	}
+	n = strlen(root);
+	while (n > 1 && root[n - 1] == '/')
+		n--;
+	if (strcmp(root, ".") != 0 && strncmp(path, root, n) == 0 && path[n] == '/')
+		path += n + 1;
+	return path;
+}
+
+/* One listed path: walk its directories without following links, then look at the file. */
+static void
+listed(int rootfd, const char *rel, const struct scan_opts *so, struct scan_result *res)
+{
+	char *copy = xstrdup(rel), *part, *next, *save = NULL;
+	int dfd = dup(rootfd);
+	struct stat st;
+
+	for (part = strtok_r(copy, "/", &save); part != NULL && dfd >= 0; part = next) {
+		next = strtok_r(NULL, "/", &save);
+		if (strcmp(part, "..") == 0 || part[0] == '.') {
+			/* ".." would leave the tree; dot-files and dot-directories are skipped */
+			if (strcmp(part, "..") == 0)
+				fail(so, res, rel, "path leaves INPUT_DIR");
+			else
+				res->skipped++;
+			break;
+		}
+		if (fstatat(dfd, part, &st, AT_SYMLINK_NOFOLLOW) != 0) {
+			fail(so, res, rel, strerror(errno));
+			break;
+		}
+		if (next == NULL) {
+			if (S_ISREG(st.st_mode))
+				file(dfd, part, xstrdup(rel), &st, so, res);
+			else if (!S_ISDIR(st.st_mode))
+				res->skipped++;         /* link, FIFO, socket, device */
+			break;
+		}
+		if (!S_ISDIR(st.st_mode) ||
+		    (so->exclude && st.st_dev == so->exclude_dev && st.st_ino == so->exclude_ino)) {
+			if (!S_ISDIR(st.st_mode))
+				res->skipped++;
+			break;
+		}
+		{
+			int cfd = openat(dfd, part, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+
+			close(dfd);
+			dfd = cfd;
+			if (dfd < 0)
+				fail(so, res, rel, strerror(errno));
+		}
+	}
+	if (dfd >= 0)
+		close(dfd);
+	free(copy);
+}
+
+int
+scan_list(const char *root, FILE *list, int nul, const struct scan_opts *so,
+    struct scan_result *res, char *err, size_t errsz)
+{
+	char *line = NULL, *realroot;
+	size_t cap = 0;
+	ssize_t n;
+	int fd;
+
+	memset(res, 0, sizeof(*res));
+	fd = open(root, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (fd < 0 || (realroot = realpath(root, NULL)) == NULL) {
+		errf(err, errsz, "%s: %s", root, strerror(errno));
+		if (fd >= 0)
+			close(fd);
+		return -1;
+	}
+	while ((n = getdelim(&line, &cap, nul ? '\0' : '\n', list)) > 0) {
+		const char *rel;
+
+		if (line[n - 1] == (nul ? '\0' : '\n'))
+			line[--n] = '\0';
+		if (n == 0)
+			continue;
+		if ((rel = relative(line, root, realroot)) == NULL || rel[0] == '\0') {
+			fail(so, res, line, "not under INPUT_DIR");
+			continue;
+		}
+		listed(fd, rel, so, res);
+	}
+	free(line);
+	free(realroot);
+	close(fd);
+	if (res->n > 1) {
+		size_t k = 0;
+
+		qsort(res->v, res->n, sizeof(*res->v), by_rel);
+		for (size_t i = 0; i < res->n; i++) {     /* a path listed twice counts once */
+			if (k > 0 && strcmp(res->v[k - 1].rel, res->v[i].rel) == 0) {
+				free(res->v[i].rel);
+				continue;
+			}
+			res->v[k++] = res->v[i];
+		}
+		res->n = k;
+	}
 	return 0;
 }
 

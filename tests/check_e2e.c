@@ -131,7 +131,7 @@ count_files(const char *dir, const char *needle)
 		ck_abort_msg("asprintf");
 	p = popen(cmd, "r");
 	while (fgets(line, sizeof(line), p))
-		if (needle == NULL || strstr(line, needle))
+		if (needle ? strstr(line, needle) != NULL : strstr(line, "/.thumbr.lock") == NULL)
 			n++;
 	pclose(p);
 	free(cmd);
@@ -368,7 +368,8 @@ START_TEST(output_inside_input_is_not_scanned)
 	ck_assert_int_eq(tu_run(argv, NULL, &err), 0);
 	free(err);
 	ck_assert_int_eq(tu_run(argv, NULL, &err), 0);  /* a second run must not see thumbs/ */
-	ck_assert_msg(strstr(err, "18 images, 18 thumbnails") != NULL, "%s", err);
+	ck_assert_msg(strstr(err, "18 images, 0 thumbnails, 0 failed, 0 skipped, 18 unchanged") !=
+	    NULL, "%s", err);
 	ck_assert_int_eq(count_files(out, NULL), 18);
 	free(in), free(out), free(err);
 }

@@ -376,8 +376,8 @@ START_TEST(parse_unknown)
 	USAGE("-x", "-x", "in", "out");
 	USAGE("-x", "in", "out", "-x");
 	USAGE("--bogus", "--bogus", "in", "out");
-	USAGE("-x", "--jobs=3", "-xq", "in", "out");     /* a letter in a cluster, after a long */
-	USAGE("-q", "-j", "3", "-qx", "in", "out");
+	USAGE("-x", "--jobs=3", "-xk", "in", "out");     /* a letter in a cluster, after a long */
+	USAGE("-k", "-j", "3", "-kx", "in", "out");
 	USAGE("--s", "--s", "64", "in", "out");   /* ambiguous: --size or --slot-size */
 	/* a missing value */
 	USAGE("-j", "in", "out", "-j");

@@ -14,7 +14,8 @@ enum batch_exit {
 	BATCH_OK = 0,           /* every image thumbnailed */
 	BATCH_FAILED = 1,       /* some images failed */
 	BATCH_USAGE = 2,        /* INPUT_DIR missing, or a bad option */
-	BATCH_FATAL = 3         /* the run could not go on: OUTPUT_DIR, shared memory, workers */
+	BATCH_FATAL = 3,        /* the run could not go on: OUTPUT_DIR, shared memory, workers */
+	BATCH_BUSY = 75         /* another run holds OUTPUT_DIR (EX_TEMPFAIL: try again later) */
 };
 
 /* Run a batch; returns the process exit status (128 + signal when stopped by one). */

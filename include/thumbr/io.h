@@ -23,6 +23,7 @@
 #define THUMBR_IO_H
 
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
@@ -31,6 +32,7 @@
 #include "thumbr/out.h"
 #include "thumbr/plan.h"
 #include "thumbr/shm.h"
+#include "thumbr/state.h"
 #include "thumbr/util.h"
 
 #define IO_DEPTH 2
@@ -55,6 +57,8 @@ struct io {
 	const struct opts *o;
 	struct shm *shm;
 	const struct plan *plan;
+	const struct state *state;
+	_Atomic int no_records;         /* OUTPUT_DIR keeps no extended attributes */
 	unsigned char *tries;           /* per job */
 	size_t next;                    /* next never-sent job */
 	size_t *retry;                  /* jobs to send again, before any new one */
@@ -70,7 +74,10 @@ struct io {
 };
 
 /* Set up for plan p (workers may not run yet).  0 or -1. */
-int io_init(struct io *io, const struct opts *o, struct shm *shm, const struct plan *p);
+int io_init(struct io *io, const struct opts *o, struct shm *shm, const struct plan *p,
+    const struct state *st);
+/* Jobs settled so far (for progress). */
+size_t io_settled(struct io *io);
 /* Worker k runs as pid. */
 void io_worker_started(struct io *io, unsigned k, pid_t pid);
 /* Start the I/O threads.  0 or -1. */

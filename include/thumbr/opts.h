@@ -30,6 +30,16 @@ struct opts {
 	unsigned char background[3];    /* JPEG output is flattened onto this */
 	int keep_metadata;
 	int progressive;
+	/* cron-grade runs */
+	int force;                      /* rebuild even what is up to date */
+	int prune;                      /* delete thumbnails whose source is gone */
+	int dry_run;                    /* say what would be done, do nothing */
+	int wait;                       /* wait for the lock instead of exiting 75 */
+	int quiet, verbose;             /* -q errors only; -v each thumbnail */
+	const char *report;             /* --report FILE: JSON */
+	const char *files_from;         /* --files-from FILE ("-": stdin) */
+	int null_sep;                   /* -0: that list is NUL-separated */
+	unsigned shard_k, shard_n;      /* --shard K/N; 0/0 when not sharded */
 	uint64_t slot_size;             /* largest source sent through shared memory */
 };
 
@@ -45,6 +55,8 @@ enum opts_result opts_parse(struct opts *o, int argc, char **argv, char *err, si
 int opts_parse_size(const char *text, struct opt_size *s, char *err, size_t errsz);
 /* "8M", "512k", "1048576" into bytes; 0, or -1 with a reason. */
 int opts_parse_bytes(const char *text, uint64_t *bytes, char *err, size_t errsz);
+/* "2/5" into k = 2, n = 5 (1 <= k <= n <= 65536); 0, or -1 with a reason. */
+int opts_parse_shard(const char *text, unsigned *k, unsigned *n, char *err, size_t errsz);
 /* "#ff8000", "ff8000", "white", "black" into rgb; 0, or -1 with a reason. */
 int opts_parse_colour(const char *text, unsigned char rgb[3], char *err, size_t errsz);
 /* The output file extension for o's format: ".jpg", ".png" or ".webp". */

@@ -7,6 +7,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <time.h>
 
 #include "thumbr/scan.h"
 
@@ -14,6 +15,7 @@ struct plan_job {
 	const char *rel;        /* source relative to INPUT_DIR (owned by the scan result) */
 	char *out_rel;          /* output relative to OUTPUT_DIR/SIZE */
 	uint64_t size;
+	struct timespec mtime;  /* as scanned: what the thumbnails' records will say */
 	int kind;               /* enum scan_kind */
 };
 
@@ -21,6 +23,7 @@ struct plan {
 	struct plan_job *jobs;  /* biggest source first */
 	size_t n;
 	unsigned long collisions;
+	unsigned long unchanged;        /* up to date: no job */
 };
 
 typedef void plan_fail_fn(void *ctx, const char *rel, const char *reason);
@@ -29,7 +32,8 @@ typedef void plan_fail_fn(void *ctx, const char *rel, const char *reason);
 char *plan_out_rel(const char *rel, const char *ext);
 
 /* Build the job list.  Sources whose output name is taken by an earlier source (bytewise
- * order of rel) are reported through fail and left out. */
+ * order of rel) are reported through fail and left out; sources that are up to date keep
+ * their name but get no job. */
 void plan_build(struct plan *p, const struct scan_result *s, const char *ext, plan_fail_fn *fail,
     void *ctx);
 void plan_free(struct plan *p);

@@ -15,6 +15,8 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
+#include <sys/stat.h>
 #include <sys/types.h>
 #include <time.h>
 
@@ -28,7 +30,8 @@ struct scan_entry {
 	char *rel;                      /* path relative to the root, no leading "./" */
 	uint64_t size;
 	struct timespec mtime;
-	enum scan_kind kind;
+	enum scan_kind kind;            /* 0 when up to date (then it was not opened) */
+	int uptodate;                   /* every thumbnail of it is up to date */
 };
 
 /* Called for every path that is reported as failed (unreadable directory, non-image .jpg). */
@@ -46,6 +49,11 @@ struct scan_opts {
 	ino_t exclude_ino;
 	int exclude;                    /* whether exclude_* is set */
 	scan_fail_fn *fail;
+	/* optional: 0 leaves a file out entirely (another shard's) */
+	int (*want)(void *ctx, const char *rel);
+	/* optional: 1 when a file's thumbnails are all up to date, so it need not be opened
+	 * (it was an image when they were made from these very bytes) */
+	int (*uptodate)(void *ctx, const char *rel, const struct stat *st);
 	void *ctx;
 };
 
@@ -57,6 +65,11 @@ int scan_sniff(const unsigned char *p, size_t n);
  * opened at all (err says why). */
 int scan_tree(const char *root, const struct scan_opts *so, struct scan_result *res,
     char *err, size_t errsz);
+/* The same for the files listed in list (one per line, or NUL-separated with nul): paths
+ * relative to root, or starting with root as written, or absolute under it.  A listed path
+ * that does not exist or leaves root is reported through fail. */
+int scan_list(const char *root, FILE *list, int nul, const struct scan_opts *so,
+    struct scan_result *res, char *err, size_t errsz);
 void scan_free(struct scan_result *res);
 
 #endif
