@@ -31,7 +31,7 @@ CHECK_LIBS = $(shell $(PKG_CONFIG) --libs check 2>/dev/null)
 
 MODULES = util opts scan plan state lock prune shm ring pool io worker img out report batch
 OBJS = $(MODULES:%=$(BUILD)/src/%.o)
-TESTS = check_ring check_opts check_plan check_scan check_out check_img check_e2e
+TESTS = check_ring check_opts check_plan check_scan check_out check_img check_state check_e2e
 TEST_OBJS = $(TESTS:%=$(BUILD)/tests/%.o) $(BUILD)/tests/check_main.o $(BUILD)/tests/testutil.o
 
 .PHONY: all check demo bench install clean deps

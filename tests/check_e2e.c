@@ -5,6 +5,8 @@
 #define _GNU_SOURCE
 #include <check.h>
 #include <dirent.h>
+#include <fcntl.h>
+#include <sys/file.h>
 #include <errno.h>
 #include <ftw.h>
 #include <math.h>
@@ -592,6 +594,261 @@ START_TEST(broken_and_unsupported_refused)
 }
 END_TEST
 
+
+/* ---- cron-grade runs ---- */
+
+/* "name mtime" of every thumbnail below dir, sorted, as one string */
+static char *
+snapshot(const char *dir)
+{
+	char *cmd, *out = NULL;
+	FILE *p;
+	size_t n = 0, cap = 0;
+	char line[4096];
+
+	if (asprintf(&cmd, "cd '%s' && find . -type f ! -name '.*' -printf '%%p %%T@\\n' | sort",
+	    dir) < 0)
+		ck_abort_msg("asprintf");
+	p = popen(cmd, "r");
+	while (fgets(line, sizeof(line), p)) {
+		size_t l = strlen(line);
+
+		if (n + l + 1 > cap) {
+			cap = (n + l + 1) * 2;
+			out = realloc(out, cap);
+		}
+		memcpy(out + n, line, l + 1);
+		n += l;
+	}
+	pclose(p);
+	free(cmd);
+	return out ? out : strdup("");
+}
+
+/* lines of b not in a */
+static int
+changed_lines(const char *a, const char *b)
+{
+	int n = 0;
+	char *copy = strdup(b), *save = NULL;
+
+	for (char *l = strtok_r(copy, "\n", &save); l; l = strtok_r(NULL, "\n", &save)) {
+		char *needle;
+
+		if (asprintf(&needle, "%s\n", l) < 0)
+			ck_abort_msg("asprintf");
+		n += strstr(a, needle) == NULL;
+		free(needle);
+	}
+	free(copy);
+	return n;
+}
+
+START_TEST(rerun_rebuilds_exactly_what_changed)
+{
+	char *in = tu_join(tmp, "in"), *out = tu_join(tmp, "out"), *err = NULL;
+	char *argv[] = { (char *)tu_bin(), in, out, NULL };
+	char *q60[] = { (char *)tu_bin(), "--quality", "60", in, out, NULL };
+	char *force[] = { (char *)tu_bin(), "--quality", "60", "--force", in, out, NULL };
+	char *a, *b, *one = tu_join(in, "copy 0/Landscape_3.jpg");
+	struct timespec later[2] = { { 0, UTIME_OMIT }, { 0, UTIME_NOW } };
+
+	make_tree(in, 1);
+	ck_assert_int_eq(tu_run(argv, NULL, NULL), 0);
+	a = snapshot(out);
+	nanosleep(&(struct timespec){ 0, 20 * 1000 * 1000 }, NULL);
+	ck_assert_int_eq(tu_run(argv, NULL, &err), 0);
+	ck_assert_msg(strstr(err, "0 thumbnails, 0 failed, 0 skipped, 18 unchanged"), "%s", err);
+	free(err);
+	b = snapshot(out);
+	ck_assert_str_eq(a, b);                         /* not even an mtime moved */
+	free(b);
+	ck_assert_int_eq(utimensat(AT_FDCWD, one, later, 0), 0);
+	ck_assert_int_eq(tu_run(argv, NULL, NULL), 0);
+	b = snapshot(out);
+	ck_assert_int_eq(changed_lines(a, b), 1);
+	free(a);
+	a = b;
+	ck_assert_int_eq(tu_run(q60, NULL, NULL), 0);   /* an option that shapes the bytes */
+	b = snapshot(out);
+	ck_assert_int_eq(changed_lines(a, b), 18);
+	free(a);
+	a = b;
+	ck_assert_int_eq(tu_run(q60, NULL, NULL), 0);
+	b = snapshot(out);
+	ck_assert_int_eq(changed_lines(a, b), 0);
+	free(b);
+	ck_assert_int_eq(tu_run(force, NULL, NULL), 0);
+	b = snapshot(out);
+	ck_assert_int_eq(changed_lines(a, b), 18);
+	free(a), free(b), free(in), free(out), free(one);
+}
+END_TEST
+
+START_TEST(prune_deletes_only_orphans_it_made)
+{
+	char *in = tu_join(tmp, "in"), *out = tu_join(tmp, "out"), *sout = NULL;
+	char *argv[] = { (char *)tu_bin(), in, out, NULL };
+	char *dry[] = { (char *)tu_bin(), "-n", "--prune", in, out, NULL };
+	char *prune[] = { (char *)tu_bin(), "--prune", in, out, NULL };
+	char *gone = tu_join(in, "copy 0/Portrait_2.jpg");
+	char *thumb = tu_join(out, "256/copy 0/Portrait_2.jpg");
+	char *foreign = tu_join(out, "256/copy 0/mine.jpg");
+	char *lonely_src = tu_join(in, "alone/x.jpg"), *lonely_dir = tu_join(out, "256/alone");
+	char *from = tu_join(tu_testdata(), "libjpeg-turbo/testorig.jpg");
+
+	make_tree(in, 1);
+	ck_assert_int_eq(tu_copy(from, lonely_src), 0);
+	ck_assert_int_eq(tu_run(argv, NULL, NULL), 0);
+	ck_assert_int_eq(tu_write(foreign, "not thumbr's", 12), 0);     /* no record */
+	ck_assert_int_eq(unlink(gone), 0);
+	ck_assert_int_eq(unlink(lonely_src), 0);
+	ck_assert_int_eq(tu_run(dry, &sout, NULL), 0);
+	ck_assert_msg(strstr(sout, "prune ") && strstr(sout, "copy 0/Portrait_2.jpg"), "%s", sout);
+	ck_assert_int_eq(access(thumb, F_OK), 0);       /* the dry run deleted nothing */
+	free(sout);
+	ck_assert_int_eq(tu_run(prune, NULL, NULL), 0);
+	ck_assert_int_ne(access(thumb, F_OK), 0);
+	ck_assert_int_eq(access(foreign, F_OK), 0);     /* never what thumbr did not make */
+	ck_assert_int_ne(access(lonely_dir, F_OK), 0);  /* a folder left empty goes too */
+	ck_assert_int_eq(count_files(out, NULL), 17 + 1);
+	free(in), free(out), free(gone), free(thumb), free(foreign), free(lonely_src);
+	free(lonely_dir), free(from);
+}
+END_TEST
+
+START_TEST(second_run_on_one_output_exits_75)
+{
+	char *in = tu_join(tmp, "in"), *out = tu_join(tmp, "out"), *err = NULL;
+	char *argv[] = { (char *)tu_bin(), in, out, NULL };
+	char *wait[] = { (char *)tu_bin(), "--wait", in, out, NULL };
+	char *lockpath = tu_join(out, ".thumbr.lock"), pid[32];
+	int fd;
+	pid_t waiter;
+
+	make_tree(in, 1);
+	mkdir(out, 0755);
+	fd = open(lockpath, O_RDWR | O_CREAT | O_CLOEXEC, 0644);     /* not for the waiter */
+	ck_assert_int_ge(fd, 0);
+	ck_assert_int_eq(flock(fd, LOCK_EX), 0);        /* as a running thumbr would */
+	snprintf(pid, sizeof(pid), "%ld\n", (long)getpid());
+	ck_assert_int_eq(write(fd, pid, strlen(pid)), (ssize_t)strlen(pid));
+	ck_assert_int_eq(tu_run(argv, NULL, &err), 75);
+	pid[strlen(pid) - 1] = '\0';
+	ck_assert_msg(strstr(err, pid) != NULL, "the holder's pid %s is not named: %s", pid, err);
+	ck_assert_int_eq(count_files(out, NULL), 0);
+	waiter = tu_spawn(wait);                        /* --wait: waits, then runs */
+	nanosleep(&(struct timespec){ 0, 300 * 1000 * 1000 }, NULL);
+	ck_assert_int_eq(count_files(out, NULL), 0);
+	close(fd);
+	ck_assert_int_eq(tu_wait(waiter), 0);
+	ck_assert_int_eq(count_files(out, NULL), 18);
+	free(in), free(out), free(err), free(lockpath);
+}
+END_TEST
+
+START_TEST(quiet_verbose_and_report)
+{
+	char *in = tu_join(tmp, "in"), *out = tu_join(tmp, "out"), *json = tu_join(tmp, "r.json");
+	char *o2 = tu_join(tmp, "o2"), *o3 = tu_join(tmp, "o3");
+	char *plain[] = { (char *)tu_bin(), in, out, NULL };
+	char *quiet[] = { (char *)tu_bin(), "-q", in, o2, NULL };
+	char *verbose[] = { (char *)tu_bin(), "-v", "--report", json, in, o3, NULL };
+	char *sout = NULL, *serr = NULL, *j, *bad = tu_join(in, "bad.jpg");
+	int lines = 0;
+
+	make_tree(in, 1);
+	ck_assert_int_eq(tu_run(plain, &sout, &serr), 0);       /* no terminal: one line */
+	ck_assert_str_eq(sout, "");
+	for (char *c = serr; *c; c++)
+		lines += *c == '\n';
+	ck_assert_msg(lines == 1, "%d lines: %s", lines, serr);
+	free(sout), free(serr);
+	ck_assert_int_eq(tu_write(bad, "not a jpeg", 10), 0);
+	ck_assert_int_eq(tu_run(quiet, &sout, &serr), 1);       /* -q: the error only */
+	ck_assert_str_eq(sout, "");
+	ck_assert_msg(strstr(serr, "bad.jpg: not a supported image") && !strstr(serr, "images,"),
+	    "%s", serr);
+	free(sout), free(serr);
+	ck_assert_int_eq(tu_run(verbose, &sout, &serr), 1);     /* -v: each thumbnail */
+	lines = 0;
+	for (char *c = sout; *c; c++)
+		lines += *c == '\n';
+	ck_assert_int_eq(lines, 18);
+	ck_assert_ptr_nonnull(strstr(sout, "build "));
+	j = tu_slurp(json, NULL);
+	ck_assert_ptr_nonnull(j);
+	ck_assert_ptr_nonnull(strstr(j, "\"thumbnails\": 18"));
+	ck_assert_ptr_nonnull(strstr(j, "copy 0/Landscape_5.jpg\", \"width\": "));
+	ck_assert_ptr_nonnull(strstr(j, "bad.jpg\", \"reason\": \"not a supported image\""));
+	if (access("/usr/bin/python3", X_OK) == 0) {
+		char *cmd;
+
+		if (asprintf(&cmd, "/usr/bin/python3 -c 'import json,sys; r=json.load(open(sys.argv[1]));"
+		    " assert len(r[\"thumbnails\"]) == 18 and len(r[\"failures\"]) == 1' '%s'",
+		    json) < 0)
+			ck_abort_msg("asprintf");
+		ck_assert_msg(system(cmd) == 0, "the report does not parse as JSON");
+		free(cmd);
+	} else {
+		fprintf(stderr, "SKIPPED JSON parse check: no /usr/bin/python3\n");
+	}
+	free(j), free(sout), free(serr), free(in), free(out), free(json), free(o2), free(o3);
+	free(bad);
+}
+END_TEST
+
+START_TEST(files_from_a_list)
+{
+	char *in = tu_join(tmp, "in"), *out = tu_join(tmp, "out"), *list = tu_join(tmp, "list");
+	char *argv[] = { (char *)tu_bin(), "--files-from", list, "-0", in, out, NULL };
+	char *abs = realpath(tmp, NULL), *body;
+	size_t n;
+	int len;
+
+	make_tree(in, 2);
+	/* relative to INPUT_DIR, prefixed with INPUT_DIR as written, absolute, and outside */
+	len = asprintf(&body, "copy 0/Landscape_1.jpg%c%s/copy 1/Portrait_2.jpg%c"
+	    "%s/in/copy 0/Portrait_8.jpg%c/etc/passwd%c", 0, in, 0, abs, 0, 0);
+	ck_assert_int_gt(len, 0);
+	n = (size_t)len;
+	ck_assert_int_eq(tu_write(list, body, n), 0);
+	ck_assert_int_eq(tu_run(argv, NULL, NULL), 1);  /* /etc/passwd is not under INPUT_DIR */
+	ck_assert_int_eq(count_files(out, NULL), 3);
+	free(in), free(out), free(list), free(abs), free(body);
+}
+END_TEST
+
+START_TEST(shards_add_up_to_one_run)
+{
+	char *in = tu_join(tmp, "in"), *out = tu_join(tmp, "out"), *one = tu_join(tmp, "one");
+	char *argv[] = { (char *)tu_bin(), in, one, NULL };
+	char *a, *b;
+	int total = 0;
+
+	make_tree(in, 3);
+	ck_assert_int_eq(tu_run(argv, NULL, NULL), 0);
+	for (int k = 1; k <= 3; k++) {
+		char shard[16], *s;
+		char *sh[] = { (char *)tu_bin(), "--shard", shard, in, out, NULL };
+		int before = count_files(out, NULL);
+
+		snprintf(shard, sizeof(shard), "%d/3", k);
+		ck_assert_int_eq(tu_run(sh, NULL, &s), 0);
+		ck_assert_msg(strstr(s, " 0 unchanged"), "shard %d redid work: %s", k, s);
+		total += count_files(out, NULL) - before;
+		free(s);
+	}
+	ck_assert_int_eq(total, 54);
+	a = snapshot(one);
+	b = snapshot(out);
+	/* same names (the mtimes differ) */
+	for (char *p = a, *q = b; *p && *q; p = strchr(p, '\n') + 1, q = strchr(q, '\n') + 1)
+		ck_assert_int_eq(strncmp(p, q, (size_t)(strchr(p, ' ') - p)), 0);
+	free(a), free(b), free(in), free(out), free(one);
+}
+END_TEST
+
 /* ---- exit statuses ---- */
 
 START_TEST(usage_errors_exit_2)
@@ -713,6 +970,12 @@ e2e_suite(void)
 	tcase_add_test(t, crop_fills_the_box);
 	tcase_add_test(t, metadata_stripped_unless_kept);
 	tcase_add_test(t, broken_and_unsupported_refused);
+	tcase_add_test(t, rerun_rebuilds_exactly_what_changed);
+	tcase_add_test(t, prune_deletes_only_orphans_it_made);
+	tcase_add_test(t, second_run_on_one_output_exits_75);
+	tcase_add_test(t, quiet_verbose_and_report);
+	tcase_add_test(t, files_from_a_list);
+	tcase_add_test(t, shards_add_up_to_one_run);
 	tcase_add_test(t, collision_reported_not_overwritten);
 	tcase_add_test(t, mirrors_odd_names_and_skips);
 	tcase_add_test(t, output_inside_input_is_not_scanned);
