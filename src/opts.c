@@ -70,7 +70,7 @@ static void
 help(void)
 {
 	opts_usage(stdout);
-	fputs("\nThumbnail every JPEG and PNG under INPUT_DIR into OUTPUT_DIR/SIZE/.\n\n"
+	fputs("\nThumbnail every image under INPUT_DIR into OUTPUT_DIR/SIZE/.\n\n"
 	    "  -s, --size SIZE       N (fit in NxN) or WxH, then optionally -crop, -attention\n"
 	    "                        or -entropy to fill the box and crop; repeatable;\n"
 	    "                        default " DEFAULT_SIZE "\n"
