@@ -7,6 +7,7 @@
 #include "thumbr/batch.h"
 
 #include <err.h>
+#include <pthread.h>
 #include <stdatomic.h>
 #include <errno.h>
 #include <signal.h>
@@ -117,20 +118,17 @@ reap(struct run *r, int stopping)
 
 /* Wait up to ms for every worker to end, then kill what is left. */
 static void
-end_workers(struct run *r, int ms, int sig)
+end_workers(struct run *r, int ms)
 {
 	int64_t until = now_ms() + ms;
 
-	for (unsigned k = 0; k < r->io.nw; k++)
-		if (r->io.w[k].alive && sig != 0)
-			kill(r->io.w[k].pid, sig);
 	for (;;) {
 		reap(r, 1);
 		if (alive_workers(r) == 0)
 			return;
 		if (now_ms() >= until)
 			break;
-		usleep(5000);
+		usleep(1000);
 	}
 	for (unsigned k = 0; k < r->io.nw; k++)
 		if (r->io.w[k].alive)
@@ -308,16 +306,41 @@ build(struct run *r, const struct opts *o, const struct plan *plan, const struct
 	}
 	if (!r->fatal)
 		sig = supervise(r, &set);
-	if (sig != 0 || r->fatal) {
+	if (sig != 0) {
+		/* stop at once: kill the workers (what they hold is not kept), remove every
+		 * temporary file, reap the workers (an init that does not reap orphans would
+		 * keep them as zombies) and leave; the threads are not waited for, the process
+		 * ends under them */
+		for (unsigned k = 0; k < nw; k++)
+			if (r->io.w[k].alive)
+				kill(r->io.w[k].pid, SIGKILL);
+		out_cleanup();
+		for (unsigned k = 0; k < nw; k++)
+			if (r->io.w[k].alive)
+				while (waitpid(r->io.w[k].pid, NULL, 0) < 0 && errno == EINTR)
+					;
+		pthread_mutex_lock(&r->io.mu);
+		c->thumbnails = r->io.thumbnails;
+		c->done = r->io.done;
+		c->failed += r->io.failed;
+		pthread_mutex_unlock(&r->io.mu);
+		if (r->progress)
+			report_progress_end();
+		return sig;
+	}
+	if (r->fatal) {
 		io_stop(&r->io);
 		io_join(&r->io);
-		end_workers(r, 500, SIGTERM);
+		for (unsigned k = 0; k < nw; k++)
+			if (r->io.w[k].alive)
+				kill(r->io.w[k].pid, SIGKILL);
+		end_workers(r, 2000);
 	} else {
 		io_join(&r->io);
 		/* every job is settled: let the workers see their rings close */
 		for (unsigned k = 0; k < nw; k++)
 			ring_detach(shm_req_ring(&r->shm, k));
-		end_workers(r, 2000, 0);
+		end_workers(r, 2000);
 	}
 	if (r->progress)
 		report_progress_end();
@@ -413,8 +436,17 @@ batch_run(const struct opts *o)
 		r.t0 = t0;
 		sig = build(&r, o, &plan, &st, &c);
 	}
-	if (sig != 0)
+	if (sig != 0) {
+		/* threads may still run: report and leave without freeing what they use */
 		warnx("stopped by SIG%s: unfinished thumbnails were not kept", sigabbrev_np(sig));
+		if (o->report)
+			(void)report_json(o->report, o, &c, scan_secs, now_s() - t0, err, sizeof(err));
+		if (!o->quiet)
+			report_summary(&c, now_s() - t0);
+		fflush(stdout);
+		fflush(stderr);
+		_exit(128 + sig);
+	}
 	if (o->report && report_json(o->report, o, &c, scan_secs, now_s() - t0, err,
 	    sizeof(err)) != 0) {
 		warnx("%s", err);

@@ -6,6 +6,7 @@
 #include "thumbr/out.h"
 
 #include <errno.h>
+#include <pthread.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -16,6 +17,21 @@
 #include "thumbr/util.h"
 
 static mode_t file_mode = 0644;
+static pthread_mutex_t live_mu = PTHREAD_MUTEX_INITIALIZER;
+static struct out_tmp *live;    /* temporary files that exist, under live_mu */
+
+/* live_mu held */
+static void
+unlist(struct out_tmp *t)
+{
+	if (t->prev)
+		t->prev->next = t->next;
+	else if (live == t)
+		live = t->next;
+	if (t->next)
+		t->next->prev = t->prev;
+	t->prev = t->next = NULL;
+}
 
 void
 out_init(void)
@@ -62,6 +78,7 @@ out_begin(struct out_tmp *t, const char *final, char *err, size_t errsz)
 	int tries;
 
 	t->fd = -1;
+	t->prev = t->next = NULL;
 	t->final = xstrdup(final);
 	t->tmp = xmalloc(strlen(final) + sizeof("/." OUT_TMP_TAG "XXXXXX"));
 	for (tries = 0; tries < 2; tries++) {
@@ -69,7 +86,17 @@ out_begin(struct out_tmp *t, const char *final, char *err, size_t errsz)
 			sprintf(t->tmp, "%.*s/.%s" OUT_TMP_TAG "XXXXXX", (int)dirlen, final, base);
 		else
 			sprintf(t->tmp, ".%s" OUT_TMP_TAG "XXXXXX", base);
+		/* created and listed in one step, so out_cleanup never misses one */
+		pthread_mutex_lock(&live_mu);
 		t->fd = mkostemp(t->tmp, O_CLOEXEC);
+		if (t->fd >= 0) {
+			t->prev = NULL;
+			t->next = live;
+			if (live)
+				live->prev = t;
+			live = t;
+		}
+		pthread_mutex_unlock(&live_mu);
 		if (t->fd >= 0 || errno != ENOENT || !slash)
 			break;
 		{
@@ -127,6 +154,9 @@ out_write(struct out_tmp *t, const void *p, size_t n, uint64_t off, char *err, s
 static void
 release(struct out_tmp *t)
 {
+	pthread_mutex_lock(&live_mu);
+	unlist(t);
+	pthread_mutex_unlock(&live_mu);
 	free(t->tmp);
 	free(t->final);
 	t->tmp = t->final = NULL;
@@ -164,6 +194,14 @@ out_abort(struct out_tmp *t)
 		close(t->fd);
 	unlink(t->tmp);
 	release(t);
+}
+
+void
+out_cleanup(void)
+{
+	pthread_mutex_lock(&live_mu);   /* kept: no new temporary file from now on */
+	for (struct out_tmp *t = live; t != NULL; t = t->next)
+		unlink(t->tmp);
 }
 
 int

@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -192,6 +193,15 @@ worker_main(int argc, char **argv)
 	if (getppid() != w.parent)
 		return POOL_EXIT_FATAL;
 	signal(SIGINT, SIG_IGN);        /* ^C is for the main process, which stops us */
+	/* the workers keep every core busy: a little less priority than the main process lets
+	 * its I/O threads keep them fed and its supervisor answer a signal at once */
+	errno = 0;
+	{
+		int prio = getpriority(PRIO_PROCESS, 0);
+
+		if (errno == 0 && prio < 19)
+			(void)setpriority(PRIO_PROCESS, 0, prio + 2);
+	}
 	if (shm_attach(&w.shm, SHM_WORKER_FD, err, sizeof(err)) != 0 || w.k >= w.shm.hdr->nworkers) {
 		fprintf(stderr, "thumbr: worker %u: %s\n", w.k, err);
 		return POOL_EXIT_FATAL;

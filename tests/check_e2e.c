@@ -950,6 +950,89 @@ START_TEST(killed_worker_is_replaced_and_image_retried)
 }
 END_TEST
 
+
+START_TEST(sigterm_stops_at_once_and_cleanly)
+{
+	char *in = tu_join(tmp, "in"), *out = tu_join(tmp, "out");
+	char *argv[] = { (char *)tu_bin(), "-j2", "-s", "1024", in, out, NULL };
+	struct timespec t0, t1;
+	pid_t pid, w = 0;
+	int rc;
+	double secs;
+
+	make_tree(in, 6);
+	pid = tu_spawn(argv);
+	for (int i = 0; i < 2000 && w == 0; i++) {
+		nanosleep(&(struct timespec){ 0, 2 * 1000 * 1000 }, NULL);
+		w = child_of(pid);
+	}
+	ck_assert_msg(w > 0, "no worker process seen");
+	nanosleep(&(struct timespec){ 0, 200 * 1000 * 1000 }, NULL);
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	ck_assert_int_eq(kill(pid, SIGTERM), 0);
+	rc = tu_wait(pid);
+	clock_gettime(CLOCK_MONOTONIC, &t1);
+	secs = (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9;
+	ck_assert_int_eq(rc, 128 + SIGTERM);
+	ck_assert_msg(secs < 1.0, "took %.3f s to stop", secs);
+	ck_assert_msg(kill(w, 0) != 0, "worker %d outlived the run", (int)w);
+	ck_assert_int_eq(count_files(out, ".thumbr-"), 0);
+	{
+		char *again[] = { (char *)tu_bin(), "-s", "1024", in, out, NULL };
+
+		ck_assert_int_eq(tu_run(again, NULL, NULL), 0);
+		ck_assert_int_eq(count_files(out, NULL), 108);
+	}
+	free(in), free(out);
+}
+END_TEST
+
+START_TEST(workers_die_with_a_killed_main_process)
+{
+	char *in = tu_join(tmp, "in"), *out = tu_join(tmp, "out");
+	char *argv[] = { (char *)tu_bin(), "-j2", "-s", "1024", in, out, NULL };
+	pid_t pid, w = 0;
+
+	make_tree(in, 6);
+	pid = tu_spawn(argv);
+	for (int i = 0; i < 2000 && w == 0; i++) {
+		nanosleep(&(struct timespec){ 0, 2 * 1000 * 1000 }, NULL);
+		w = child_of(pid);
+	}
+	ck_assert_msg(w > 0, "no worker process seen");
+	ck_assert_int_eq(kill(pid, SIGKILL), 0);
+	ck_assert_int_eq(tu_wait(pid), 128 + SIGKILL);
+	for (int i = 0; i < 200 && kill(w, 0) == 0; i++) {
+		char path[64], st = 0;
+		FILE *f;
+
+		snprintf(path, sizeof(path), "/proc/%d/stat", (int)w);
+		if ((f = fopen(path, "r")) != NULL) {
+			if (fscanf(f, "%*d %*s %c", &st) != 1)
+				st = 0;
+			fclose(f);
+		}
+		if (st == 'Z')
+			break;          /* dead, waiting for a reaper that is not ours to be */
+		nanosleep(&(struct timespec){ 0, 10 * 1000 * 1000 }, NULL);
+	}
+	{
+		char path[64], st = 'Z';
+		FILE *f;
+
+		snprintf(path, sizeof(path), "/proc/%d/stat", (int)w);
+		if ((f = fopen(path, "r")) != NULL) {
+			if (fscanf(f, "%*d %*s %c", &st) != 1)
+				st = 'Z';
+			fclose(f);
+		}
+		ck_assert_msg(st == 'Z', "worker %d still runs 2 s after its main process died",
+		    (int)w);
+	}
+	free(in), free(out);
+}
+END_TEST
+
 Suite *
 e2e_suite(void)
 {
@@ -982,6 +1065,8 @@ e2e_suite(void)
 	tcase_add_test(t, usage_errors_exit_2);
 	tcase_add_test(t, uncreatable_output_is_fatal);
 	tcase_add_test(t, killed_worker_is_replaced_and_image_retried);
+	tcase_add_test(t, sigterm_stops_at_once_and_cleanly);
+	tcase_add_test(t, workers_die_with_a_killed_main_process);
 	suite_add_tcase(s, t);
 	return s;
 }

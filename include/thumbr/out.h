@@ -4,7 +4,9 @@
  * closed, then renamed over the final name.  Missing directories are created on the way.
  *
  * Thread-safe: each struct out_tmp belongs to one thread at a time; out_init must be called
- * once before any thread starts (it reads the process umask).
+ * once before any thread starts (it reads the process umask).  Every temporary file that
+ * exists is on a list under a mutex, so out_cleanup can remove them all at once when a signal
+ * stops the run, without waiting for the threads that are writing them.
  */
 #ifndef THUMBR_OUT_H
 #define THUMBR_OUT_H
@@ -18,6 +20,7 @@ struct out_tmp {
 	int fd;                 /* -1 when nothing is open */
 	char *tmp;              /* temporary path */
 	char *final;            /* final path */
+	struct out_tmp *prev, *next;    /* the list of live temporary files */
 };
 
 void out_init(void);
@@ -31,6 +34,9 @@ int out_write(struct out_tmp *t, const void *p, size_t n, uint64_t off, char *er
 int out_commit(struct out_tmp *t, char *err, size_t errsz);
 /* Close and remove the temporary file, if one is open. */
 void out_abort(struct out_tmp *t);
+/* Remove every temporary file that exists, and let no new one be made: for a run that is
+ * about to exit on a signal.  Does not return the list's mutex. */
+void out_cleanup(void);
 /* Whether a file name is one of our temporary names. */
 int out_is_tmp_name(const char *name);
 
