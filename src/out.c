@@ -80,15 +80,19 @@ out_begin(struct out_tmp *t, const char *final, char *err, size_t errsz)
 	t->fd = -1;
 	t->prev = t->next = NULL;
 	t->final = xstrdup(final);
-	t->tmp = xmalloc(strlen(final) + sizeof("/." OUT_TMP_TAG "XXXXXX"));
+	t->tmp = xmalloc(strlen(final) + sizeof("/." OUT_TMP_TAG));
+	if (slash)
+		sprintf(t->tmp, "%.*s/.%s" OUT_TMP_TAG, (int)dirlen, final, base);
+	else
+		sprintf(t->tmp, ".%s" OUT_TMP_TAG, base);
 	for (tries = 0; tries < 2; tries++) {
-		if (slash)
-			sprintf(t->tmp, "%.*s/.%s" OUT_TMP_TAG "XXXXXX", (int)dirlen, final, base);
-		else
-			sprintf(t->tmp, ".%s" OUT_TMP_TAG "XXXXXX", base);
-		/* created and listed in one step, so out_cleanup never misses one */
+		/* whatever bears the name was left by a killed run (a file, or anything else:
+		 * O_EXCL | O_NOFOLLOW never writes through it): out of the way, then ours.
+		 * Created and listed in one step, so out_cleanup never misses one. */
+		(void)unlink(t->tmp);
 		pthread_mutex_lock(&live_mu);
-		t->fd = mkostemp(t->tmp, O_CLOEXEC);
+		t->fd = open(t->tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC | O_NOCTTY,
+		    0600);
 		if (t->fd >= 0) {
 			t->prev = NULL;
 			t->next = live;
@@ -207,8 +211,7 @@ out_cleanup(void)
 int
 out_is_tmp_name(const char *name)
 {
-	size_t n = strlen(name), t = sizeof(OUT_TMP_TAG) - 1 + 6;
+	size_t n = strlen(name), t = sizeof(OUT_TMP_TAG) - 1;
 
-	return name[0] == '.' && n > t &&
-	    memcmp(name + n - t, OUT_TMP_TAG, sizeof(OUT_TMP_TAG) - 1) == 0;
+	return name[0] == '.' && n > t + 1 && memcmp(name + n - t, OUT_TMP_TAG, t) == 0;
 }

@@ -14,6 +14,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "thumbr/out.h"
 #include "thumbr/report.h"
 #include "thumbr/state.h"
 #include "thumbr/util.h"
@@ -66,7 +67,11 @@ walk(struct pctx *c, const char *dir)
 			free(p);
 			continue;
 		}
-		if (S_ISDIR(st.st_mode)) {
+		if (S_ISREG(st.st_mode) && out_is_tmp_name(de->d_name) && c->o->shard_n == 0) {
+			/* left by a killed run: this run holds OUTPUT_DIR alone */
+			if (c->o->dry_run || unlink(p) != 0)
+				left++;
+		} else if (S_ISDIR(st.st_mode)) {
 			if (walk(c, p) == 0 && !c->o->dry_run && rmdir(p) == 0)
 				;       /* emptied by us: gone */
 			else

@@ -1,7 +1,10 @@
 /*
  * out: writing a thumbnail so that no run, however it ends, leaves a partial file under a
- * final name: a temporary file ".NAME.thumbr-XXXXXX" in the destination directory, written,
+ * final name: a temporary file ".NAME.thumbr-tmp" in the destination directory, written,
  * closed, then renamed over the final name.  Missing directories are created on the way.
+ * The temporary name is fixed, not random: one run owns OUTPUT_DIR (the lock) and one job
+ * owns each final name (the plan), so the only other file that can bear it is one left by a
+ * run that was killed, and that one is removed when its thumbnail is made again.
  *
  * Thread-safe: each struct out_tmp belongs to one thread at a time; out_init must be called
  * once before any thread starts (it reads the process umask).  Every temporary file that
@@ -14,7 +17,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define OUT_TMP_TAG ".thumbr-"
+#define OUT_TMP_TAG ".thumbr-tmp"
 
 struct out_tmp {
 	int fd;                 /* -1 when nothing is open */
