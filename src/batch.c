@@ -40,6 +40,7 @@ struct run {
 	struct shm shm;
 	struct io io;
 	unsigned *idle_deaths;
+	unsigned char *timed_out;       /* per worker: killed for --timeout */
 	int fatal;
 	int progress;           /* draw the progress line (stderr is a terminal) */
 	double t0;
@@ -98,8 +99,13 @@ reap(struct run *r, int stopping)
 				break;
 		if (k == r->io.nw)
 			continue;
-		pool_describe(status, how, sizeof(how));
-		had_job = io_worker_died(&r->io, k, how) > 0;
+		if (r->timed_out[k])
+			snprintf(how, sizeof(how), "took longer than --timeout %.3g s",
+			    r->o->timeout_ms / 1000.0);
+		else
+			pool_describe(status, how, sizeof(how));
+		had_job = io_worker_died(&r->io, k, how, r->timed_out[k]) > 0;
+		r->timed_out[k] = 0;
 		if (stopping)
 			continue;
 		r->idle_deaths[k] = had_job ? 0 : r->idle_deaths[k] + 1;
@@ -139,16 +145,37 @@ end_workers(struct run *r, int ms)
 	}
 }
 
+/* Kill the workers that have spent longer than --timeout on one image; reap() replaces them. */
+static void
+enforce_timeout(struct run *r)
+{
+	int64_t now = now_ms();
+
+	for (unsigned k = 0; k < r->io.nw; k++) {
+		struct shm_status *st = shm_status(&r->shm, k);
+
+		if (!r->io.w[k].alive || r->timed_out[k] ||
+		    atomic_load_explicit(&st->state, memory_order_acquire) != SHM_W_BUSY)
+			continue;
+		if (now - atomic_load_explicit(&st->since_ms, memory_order_relaxed) >
+		    (int64_t)r->o->timeout_ms) {
+			r->timed_out[k] = 1;
+			kill(r->io.w[k].pid, SIGKILL);
+		}
+	}
+}
+
 /* Supervise until every job is settled or a signal asks us to stop; the signal or 0. */
 static int
 supervise(struct run *r, const sigset_t *set)
 {
 	for (;;) {
-		struct timespec ts = { 0, 100 * 1000000L };
+		struct timespec ts = { 0, (r->o->timeout_ms < 100 ? r->o->timeout_ms : 100) * 1000000L };
 		int sig = sigtimedwait(set, NULL, &ts);
 
 		if (sig == SIGINT || sig == SIGTERM || sig == SIGHUP)
 			return sig;
+		enforce_timeout(r);
 		reap(r, 0);
 		if (r->progress)
 			report_progress(io_settled(&r->io), r->io.plan->n, now_s() - r->t0);
@@ -231,6 +258,7 @@ scan_input(const struct opts *o, const struct state *st, const struct stat *ost,
 	so.exclude_dev = ost->st_dev;
 	so.exclude_ino = ost->st_ino;
 	so.fail = scan_failed_sc;
+	so.max_size = o->max_file_size;
 	so.want = want;
 	so.uptodate = have_out ? uptodate : NULL;
 	so.ctx = &sc;
@@ -279,12 +307,15 @@ build(struct run *r, const struct opts *o, const struct plan *plan, const struct
 	    (o->progressive ? SHM_SET_PROGRESSIVE : 0);
 	r->shm.hdr->format = (uint32_t)o->format;
 	memcpy(r->shm.hdr->background, o->background, 3);
+	r->shm.hdr->max_pixels = o->max_pixels;
+	r->shm.hdr->max_memory = o->max_memory;
 	for (unsigned i = 0; i < o->nsizes; i++) {
 		r->shm.hdr->sizes[i].width = o->sizes[i].width;
 		r->shm.hdr->sizes[i].height = o->sizes[i].height;
 		r->shm.hdr->sizes[i].crop = (uint32_t)o->sizes[i].crop;
 	}
 	r->idle_deaths = xcalloc(nw, sizeof(*r->idle_deaths));
+	r->timed_out = xcalloc(nw, 1);
 
 	/* signals are taken synchronously by this thread; block them before any thread
 	 * exists so that every thread inherits the mask */
@@ -353,6 +384,7 @@ build(struct run *r, const struct opts *o, const struct plan *plan, const struct
 	io_free(&r->io);
 	shm_close(&r->shm);
 	free(r->idle_deaths);
+	free(r->timed_out);
 	return sig;
 }
 

@@ -46,6 +46,17 @@ struct pix {
 	size_t icclen, exiflen, xmplen;
 };
 
+/* Refuse a declared size over the limit, before a byte of pixels is decoded. */
+static int
+too_big(const struct img_settings *s, uint64_t w, uint64_t h, char *msg, size_t n)
+{
+	if (s->max_pixels == 0 || w * h <= s->max_pixels)
+		return 0;
+	snprintf(msg, n, "image is %llux%llu, more than --max-pixels %llu",
+	    (unsigned long long)w, (unsigned long long)h, (unsigned long long)s->max_pixels);
+	return 1;
+}
+
 static void
 pix_free(struct pix *p)
 {
@@ -572,6 +583,8 @@ decode_jpeg(const unsigned char *src, size_t len, const struct img_settings *s, 
 	jpeg_read_header(&cinfo, TRUE);
 	p->fw = cinfo.image_width;
 	p->fh = cinfo.image_height;
+	if (too_big(s, p->fw, p->fh, je.msg, sizeof(je.msg)))
+		longjmp(je.jb, 1);
 	p->orient = 1;
 	jpeg_metadata(&cinfo, p, s->keep_metadata);
 	if (!s->rotate)
@@ -623,7 +636,8 @@ decode_jpeg(const unsigned char *src, size_t len, const struct img_settings *s, 
 	}
 	if (je.warned) {
 		lower_msg(je.msg);
-		errf(err, errsz, "corrupt JPEG data: %s", je.msg);
+		errf(err, errsz, "%s%s", strncmp(je.msg, "corrupt", 7) == 0 ? "" :
+		    "corrupt JPEG data: ", je.msg);
 		jpeg_destroy_decompress(&cinfo);
 		free(row);
 		free(k.out);
@@ -716,6 +730,8 @@ decode_png(const unsigned char *data, size_t len, const struct img_settings *s, 
 	png_read_info(png, info);
 	p->fw = png_get_image_width(png, info);
 	p->fh = png_get_image_height(png, info);
+	if (too_big(s, p->fw, p->fh, src.msg, sizeof(src.msg)))
+		longjmp(src.jb, 1);
 	p->orient = 1;
 	{
 		png_bytep exif = NULL, icc = NULL;
@@ -821,6 +837,10 @@ decode_vips(const unsigned char *src, size_t len, const struct img_settings *s, 
 	}
 	p->fw = (uint32_t)vips_image_get_width(im);
 	p->fh = (uint32_t)vips_image_get_height(im);
+	if (too_big(s, p->fw, p->fh, err, errsz)) {
+		g_object_unref(im);
+		return -1;
+	}
 	p->orient = s->rotate ? vips_image_get_orientation(im) : 1;
 	if (p->orient < 1 || p->orient > 8)
 		p->orient = 1;

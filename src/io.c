@@ -243,6 +243,12 @@ send_job(struct io *io, struct ring *r, size_t j, char *why, size_t whysz)
 		rc = -1;
 		goto out;
 	}
+	if ((uint64_t)st.st_size > io->o->max_file_size) {
+		errf(why, whysz, "file is %llu bytes, more than --max-file-size %llu",
+		    (unsigned long long)st.st_size, (unsigned long long)io->o->max_file_size);
+		rc = -1;
+		goto out;
+	}
 	if ((uint64_t)st.st_size <= io->inline_max) {
 		size_t got;
 
@@ -436,7 +442,7 @@ io_start(struct io *io, char *err, size_t errsz)
 }
 
 unsigned
-io_worker_died(struct io *io, unsigned k, const char *how)
+io_worker_died(struct io *io, unsigned k, const char *how, int final)
 {
 	unsigned held;
 	struct io_worker *w = &io->w[k];
@@ -461,10 +467,13 @@ io_worker_died(struct io *io, unsigned k, const char *how)
 	for (unsigned i = 0; i < w->ninflight; i++) {
 		size_t j = w->inflight[i];
 
-		if (busy && busy_job == j && ++io->tries[j] >= IO_TRIES) {
+		if (busy && busy_job == j && (final || ++io->tries[j] >= IO_TRIES)) {
 			char why[ERRSZ];
 
-			snprintf(why, sizeof(why), "worker %s on it, twice", how);
+			if (final)
+				snprintf(why, sizeof(why), "%s", how);
+			else
+				snprintf(why, sizeof(why), "worker %s on it, twice", how);
 			io->thumbnails += i == 0 ? w->job_thumbs : 0;
 			settle(io, j, why);
 		} else {

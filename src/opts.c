@@ -23,8 +23,21 @@
 enum {
 	OPT_IO_THREADS = 256, OPT_QUALITY, OPT_SLOT_SIZE, OPT_NO_ROTATE, OPT_FORMAT,
 	OPT_BACKGROUND, OPT_KEEP_METADATA, OPT_PROGRESSIVE, OPT_FORCE, OPT_PRUNE, OPT_WAIT,
-	OPT_REPORT, OPT_FILES_FROM, OPT_SHARD
+	OPT_REPORT, OPT_FILES_FROM, OPT_SHARD, OPT_MAX_PIXELS, OPT_MAX_FILE_SIZE, OPT_MAX_MEMORY,
+	OPT_TIMEOUT
 };
+
+/*
+ * Defaults of the limits.  200 megapixels passes a 600 dpi A3 scan (70 MP) and real
+ * panoramas (a 20000x10000 stitch) and stops decompression bombs, whose headers declare
+ * gigapixels; 1 GiB of file is far beyond any photograph; 2 GiB of address space per worker
+ * holds the largest image that passes (a progressive JPEG at the limit needs its coefficients,
+ * 2 bytes a sample, about 600 MB); 60 s is a hundred times the slowest image of the benchmark.
+ */
+#define DEFAULT_MAX_PIXELS 200000000ull
+#define DEFAULT_MAX_FILE_SIZE (1ull << 30)
+#define DEFAULT_MAX_MEMORY (2ull << 30)
+#define DEFAULT_TIMEOUT_MS 60000u
 
 static const char *const crops[] = { "", "crop", "attention", "entropy" };
 static const char *const formats[] = { "jpeg", "png", "webp" };
@@ -53,6 +66,10 @@ static const struct option longopts[] = {
 	{ "files-from", required_argument, NULL, OPT_FILES_FROM },
 	{ "null", no_argument, NULL, '0' },
 	{ "shard", required_argument, NULL, OPT_SHARD },
+	{ "max-pixels", required_argument, NULL, OPT_MAX_PIXELS },
+	{ "max-file-size", required_argument, NULL, OPT_MAX_FILE_SIZE },
+	{ "max-memory", required_argument, NULL, OPT_MAX_MEMORY },
+	{ "timeout", required_argument, NULL, OPT_TIMEOUT },
 	{ NULL, 0, NULL, 0 }
 };
 
@@ -61,9 +78,10 @@ opts_usage(FILE *fp)
 {
 	fputs("usage: thumbr [-0hnqVv] [-j N] [-s SIZE]... [--background COLOUR] [--force]\n"
 	    "              [--files-from FILE] [--format jpeg|png|webp] [--io-threads N]\n"
-	    "              [--keep-metadata] [--no-rotate] [--progressive] [--prune]\n"
+	    "              [--keep-metadata] [--max-file-size BYTES] [--max-memory BYTES]\n"
+	    "              [--max-pixels N] [--no-rotate] [--progressive] [--prune]\n"
 	    "              [--quality N] [--report FILE] [--shard K/N] [--slot-size BYTES]\n"
-	    "              [--wait] INPUT_DIR OUTPUT_DIR\n", fp);
+	    "              [--timeout SECONDS] [--wait] INPUT_DIR OUTPUT_DIR\n", fp);
 }
 
 static void
@@ -95,6 +113,11 @@ help(void)
 	    "      --files-from FILE thumbnail only the sources listed in FILE (- for stdin)\n"
 	    "  -0, --null            the list is NUL-separated\n"
 	    "      --shard K/N       process only shard K of N (1 <= K <= N)\n"
+	    "      --max-pixels N    refuse images larger (k, M, G); default 200M\n"
+	    "      --max-file-size BYTES  refuse larger files (k, M, G); default 1G\n"
+	    "      --max-memory BYTES  address space of a worker (k, M, G; 0: none);\n"
+	    "                        default 2G\n"
+	    "      --timeout SECONDS per image, then the worker is killed; default 60\n"
 	    "  -h, --help            show this help\n"
 	    "  -V, --version         show the version\n"
 	    "\nExit status: 0 all done, 1 some images failed, 2 usage error,\n"
@@ -181,6 +204,33 @@ opts_parse_colour(const char *text, unsigned char rgb[3], char *err, size_t errs
 	return 0;
 }
 
+/* "200M", "1G", "4096": a count with an optional k, M or G suffix (powers of 1024 when
+ * binary, else of 1000) */
+static int
+parse_count(const char *text, int binary, uint64_t *v)
+{
+	char *end;
+	unsigned long long n;
+	uint64_t mul = 1, unit = binary ? 1024 : 1000;
+
+	if (text[0] < '0' || text[0] > '9')
+		return -1;
+	errno = 0;
+	n = strtoull(text, &end, 10);
+	if (errno != 0)
+		return -1;
+	if (*end == 'k' || *end == 'K')
+		mul = unit, end++;
+	else if (*end == 'm' || *end == 'M')
+		mul = unit * unit, end++;
+	else if (*end == 'g' || *end == 'G')
+		mul = unit * unit * unit, end++;
+	if (*end != '\0' || n > UINT64_MAX / mul)
+		return -1;
+	*v = n * mul;
+	return 0;
+}
+
 int
 opts_parse_shard(const char *text, unsigned *k, unsigned *n, char *err, size_t errsz)
 {
@@ -263,6 +313,10 @@ opts_parse(struct opts *o, int argc, char **argv, char *err, size_t errsz)
 	o->quality = DEFAULT_QUALITY;
 	o->slot_size = DEFAULT_SLOT;
 	o->format = IMG_JPEG;
+	o->max_pixels = DEFAULT_MAX_PIXELS;
+	o->max_file_size = DEFAULT_MAX_FILE_SIZE;
+	o->max_memory = DEFAULT_MAX_MEMORY;
+	o->timeout_ms = DEFAULT_TIMEOUT_MS;
 	memset(o->background, 0xff, sizeof(o->background));
 	optind = 0;     /* full re-initialisation, so tests can call us more than once */
 	opterr = 0;
@@ -336,6 +390,37 @@ opts_parse(struct opts *o, int argc, char **argv, char *err, size_t errsz)
 			if (opts_parse_shard(optarg, &o->shard_k, &o->shard_n, err, errsz) != 0)
 				return OPTS_USAGE;
 			break;
+		case OPT_MAX_PIXELS:
+		case OPT_MAX_FILE_SIZE:
+		case OPT_MAX_MEMORY: {
+			uint64_t v;
+
+			if (parse_count(optarg, c != OPT_MAX_PIXELS, &v) != 0 ||
+			    (v == 0 && c != OPT_MAX_MEMORY)) {
+				errf(err, errsz, "bad %s '%s': want a number, optionally with k, M or G",
+				    c == OPT_MAX_PIXELS ? "pixel count" : "byte count", optarg);
+				return OPTS_USAGE;
+			}
+			*(c == OPT_MAX_PIXELS ? &o->max_pixels : c == OPT_MAX_FILE_SIZE ?
+			    &o->max_file_size : &o->max_memory) = v;
+			break;
+		}
+		case OPT_TIMEOUT: {
+			char *end;
+			double secs;
+
+			errno = 0;
+			secs = strtod(optarg, &end);
+			if (errno != 0 || *end != '\0' || end == optarg || !(secs > 0) ||
+			    secs > 86400) {
+				errf(err, errsz, "bad timeout '%s': want seconds, more than 0", optarg);
+				return OPTS_USAGE;
+			}
+			o->timeout_ms = (unsigned)(secs * 1000 + 0.5);
+			if (o->timeout_ms == 0)
+				o->timeout_ms = 1;
+			break;
+		}
 		case OPT_KEEP_METADATA:
 			o->keep_metadata = 1;
 			break;

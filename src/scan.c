@@ -8,6 +8,7 @@
 #include "thumbr/scan.h"
 
 #include <dirent.h>
+#include <stdio.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdlib.h>
@@ -112,6 +113,15 @@ file(int dfd, const char *name, char *rel, const struct stat *st, const struct s
 	}
 	if (so->uptodate != NULL && so->uptodate(so->ctx, rel, st)) {
 		add(res, rel, st, 0, 1);
+		return;
+	}
+	if (so->max_size != 0 && (uint64_t)st->st_size > so->max_size) {
+		char why[96];
+
+		snprintf(why, sizeof(why), "file is %llu bytes, more than --max-file-size %llu",
+		    (unsigned long long)st->st_size, (unsigned long long)so->max_size);
+		fail(so, res, rel, why);
+		free(rel);
 		return;
 	}
 	fd = openat(dfd, name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC | O_NOCTTY);

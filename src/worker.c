@@ -171,6 +171,28 @@ out:
 	return rc;
 }
 
+/*
+ * The memory ceiling: a hostile file makes malloc fail (and the image fail) instead of the
+ * machine swap.  Not under a sanitizer, whose shadow memory takes terabytes of address space.
+ */
+static void
+limit_memory(uint64_t bytes)
+{
+#if !defined(__SANITIZE_ADDRESS__) && !defined(__SANITIZE_THREAD__)
+	struct rlimit rl;
+
+	if (bytes == 0 || getrlimit(RLIMIT_AS, &rl) != 0)
+		return;
+	if (rl.rlim_max == RLIM_INFINITY || rl.rlim_max > bytes)
+		rl.rlim_cur = (rlim_t)bytes;
+	else
+		rl.rlim_cur = rl.rlim_max;
+	(void)setrlimit(RLIMIT_AS, &rl);
+#else
+	(void)bytes;
+#endif
+}
+
 int
 worker_main(int argc, char **argv)
 {
@@ -206,6 +228,7 @@ worker_main(int argc, char **argv)
 		fprintf(stderr, "thumbr: worker %u: %s\n", w.k, err);
 		return POOL_EXIT_FATAL;
 	}
+	limit_memory(w.shm.hdr->max_memory);
 	if (img_init(argv[0], err, sizeof(err)) != 0) {
 		fprintf(stderr, "thumbr: worker %u: %s\n", w.k, err);
 		return POOL_EXIT_FATAL;
@@ -228,6 +251,7 @@ worker_main(int argc, char **argv)
 	set.keep_metadata = (w.shm.hdr->settings & SHM_SET_KEEP_METADATA) != 0;
 	set.progressive = (w.shm.hdr->settings & SHM_SET_PROGRESSIVE) != 0;
 	set.format = (int)w.shm.hdr->format;
+	set.max_pixels = w.shm.hdr->max_pixels;
 	memcpy(set.background, w.shm.hdr->background, 3);
 	st = shm_status(&w.shm, w.k);
 	atomic_store_explicit(&st->pid, (int32_t)getpid(), memory_order_relaxed);

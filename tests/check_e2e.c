@@ -127,14 +127,24 @@ count_files(const char *dir, const char *needle)
 {
 	char *cmd, line[4096];
 	FILE *p;
-	int n = 0;
+	int n = 0, c;
+	size_t len = 0;
 
-	if (asprintf(&cmd, "find '%s' -type f", dir) < 0)
+	/* NUL-separated: a file name may hold a newline */
+	if (asprintf(&cmd, "find '%s' -type f -print0", dir) < 0)
 		ck_abort_msg("asprintf");
 	p = popen(cmd, "r");
-	while (fgets(line, sizeof(line), p))
+	while ((c = fgetc(p)) != EOF) {
+		if (c != 0) {
+			if (len + 1 < sizeof(line))
+				line[len++] = (char)c;
+			continue;
+		}
+		line[len] = '\0';
+		len = 0;
 		if (needle ? strstr(line, needle) != NULL : strstr(line, "/.thumbr.lock") == NULL)
 			n++;
+	}
 	pclose(p);
 	free(cmd);
 	return n;
@@ -1033,6 +1043,164 @@ START_TEST(workers_die_with_a_killed_main_process)
 }
 END_TEST
 
+
+/* ---- hostile input ---- */
+
+static uint32_t
+crc32_of(const unsigned char *p, size_t n)
+{
+	uint32_t c = 0xffffffffu;
+
+	for (size_t i = 0; i < n; i++) {
+		c ^= p[i];
+		for (int k = 0; k < 8; k++)
+			c = c & 1 ? 0xedb88320u ^ (c >> 1) : c >> 1;
+	}
+	return c ^ 0xffffffffu;
+}
+
+static void
+put32(unsigned char *p, uint32_t v)
+{
+	p[0] = (unsigned char)(v >> 24), p[1] = (unsigned char)(v >> 16);
+	p[2] = (unsigned char)(v >> 8), p[3] = (unsigned char)v;
+}
+
+/* A valid PNG signature and IHDR declaring w x h, then a broken IDAT. */
+static void
+write_png_bomb(const char *path, uint32_t w, uint32_t h)
+{
+	unsigned char f[8 + 25 + 12 + 12];
+	unsigned char *ihdr = f + 8;
+
+	memcpy(f, "\x89PNG\r\n\x1a\n", 8);
+	put32(ihdr, 13);
+	memcpy(ihdr + 4, "IHDR", 4);
+	put32(ihdr + 8, w);
+	put32(ihdr + 12, h);
+	ihdr[16] = 8, ihdr[17] = 2, ihdr[18] = 0, ihdr[19] = 0, ihdr[20] = 0;
+	put32(ihdr + 21, crc32_of(ihdr + 4, 17));
+	put32(f + 33, 0);
+	memcpy(f + 37, "IDAT", 4);
+	put32(f + 41, crc32_of(f + 37, 4));
+	put32(f + 45, 0);
+	memcpy(f + 49, "IEND", 4);
+	put32(f + 53, crc32_of(f + 49, 4));
+	ck_assert_int_eq(tu_write(path, f, sizeof(f)), 0);
+}
+
+/* testorig.jpg with its frame header saying w x h */
+static void
+write_jpeg_bomb(const char *path, unsigned w, unsigned h)
+{
+	char *src = tu_join(tu_testdata(), "libjpeg-turbo/testorig.jpg");
+	size_t n, i;
+	unsigned char *p = (unsigned char *)tu_slurp(src, &n);
+
+	for (i = 2; i + 9 < n && p[i] == 0xff; i += 2 + ((size_t)p[i + 2] << 8 | p[i + 3]))
+		if (p[i + 1] == 0xc0 || p[i + 1] == 0xc1 || p[i + 1] == 0xc2) {
+			p[i + 5] = (unsigned char)(h >> 8), p[i + 6] = (unsigned char)h;
+			p[i + 7] = (unsigned char)(w >> 8), p[i + 8] = (unsigned char)w;
+			break;
+		}
+	ck_assert_int_eq(tu_write(path, p, n), 0);
+	free(p);
+	free(src);
+}
+
+START_TEST(hostile_tree_fails_fast_and_alone)
+{
+	char *in = tu_join(tmp, "in"), *out = tu_join(tmp, "out"), *err = NULL;
+	char *argv[] = { (char *)tu_bin(), "-j2", in, out, NULL };
+	char *jpg = tu_join(tu_testdata(), "libjpeg-turbo/testorig.jpg");
+	char *outside = tu_join(tmp, "outside.jpg");
+	static const char *good[] = { "good.jpg", "sub dir/good 2.jpg", "new\nline.jpg", "-dash.jpg",
+	    "\xff\xfe.jpg" };
+	struct timespec t0, t1;
+	size_t n;
+	unsigned char *p;
+	char *path;
+	int rc;
+
+	for (size_t i = 0; i < sizeof(good) / sizeof(good[0]); i++) {
+		path = tu_join(in, good[i]);
+		ck_assert_int_eq(tu_copy(jpg, path), 0);
+		free(path);
+	}
+	path = tu_join(in, "empty.jpg");
+	ck_assert_int_eq(tu_write(path, "", 0), 0);
+	free(path);
+	path = tu_join(in, "text.png");
+	ck_assert_int_eq(tu_write(path, "just text\n", 10), 0);
+	free(path);
+	p = (unsigned char *)tu_slurp(jpg, &n);
+	path = tu_join(in, "truncated.jpg");
+	ck_assert_int_eq(tu_write(path, p, n / 3), 0);
+	free(path);
+	for (size_t i = n / 2; i < n / 2 + 64; i++)
+		p[i] ^= 0x5a;
+	path = tu_join(in, "bitflip.jpg");
+	ck_assert_int_eq(tu_write(path, p, n), 0);
+	free(path);
+	free(p);
+	path = tu_join(in, "pngbomb.png");
+	write_png_bomb(path, 100000, 100000);
+	free(path);
+	path = tu_join(in, "bomb.jpg");
+	write_jpeg_bomb(path, 65000, 65000);
+	free(path);
+	path = tu_join(in, "pipe.jpg");
+	ck_assert_int_eq(mkfifo(path, 0644), 0);
+	free(path);
+	ck_assert_int_eq(tu_copy(jpg, outside), 0);
+	path = tu_join(in, "link.jpg");
+	ck_assert_int_eq(symlink(outside, path), 0);    /* out of INPUT_DIR: not followed */
+	free(path);
+	path = tu_join(in, "loop");
+	ck_assert_int_eq(symlink(".", path), 0);
+	free(path);
+
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	rc = tu_run(argv, NULL, &err);
+	clock_gettime(CLOCK_MONOTONIC, &t1);
+	ck_assert_msg(rc == 1, "exit %d: %s", rc, err);
+	ck_assert_msg(t1.tv_sec - t0.tv_sec < 10, "took %ld s", (long)(t1.tv_sec - t0.tv_sec));
+	ck_assert_int_eq(count_files(out, NULL), 5);    /* every good file, nothing else */
+	ck_assert_msg(strstr(err, "empty.jpg: empty file"), "%s", err);
+	ck_assert_msg(strstr(err, "text.png: not a supported image"), "%s", err);
+	ck_assert_msg(strstr(err, "truncated.jpg: "), "%s", err);
+	ck_assert_msg(strstr(err, "bitflip.jpg: "), "%s", err);
+	ck_assert_msg(strstr(err, "pngbomb.png: image is 100000x100000, more than --max-pixels"),
+	    "%s", err);
+	ck_assert_msg(strstr(err, "bomb.jpg: image is 65000x65000, more than --max-pixels"),
+	    "%s", err);
+	ck_assert_msg(strstr(err, "new\\012line.jpg") == NULL, "%s", err);   /* it was good */
+	ck_assert_msg(strstr(err, "6 failed, 3 skipped"), "%s", err);   /* pipe, link, loop */
+	free(in), free(out), free(err), free(jpg), free(outside);
+}
+END_TEST
+
+START_TEST(limits_refuse_fast)
+{
+	char *in = tu_join(tu_testdata(), "exif-orientation"), *out = tu_join(tmp, "out");
+	char *o2 = tu_join(tmp, "o2"), *err = NULL;
+	char *slow[] = { (char *)tu_bin(), "-j2", "-s", "1024", "--timeout", "0.001", in, out,
+	    NULL };
+	char *big[] = { (char *)tu_bin(), "--max-file-size", "100k", in, o2, NULL };
+
+	/* every image outlasts its millisecond: each worker is killed, replaced, and the image
+	 * reported, not retried */
+	ck_assert_int_eq(tu_run(slow, NULL, &err), 1);
+	ck_assert_msg(strstr(err, "took longer than --timeout 0.001 s") &&
+	    strstr(err, "18 failed"), "%s", err);
+	free(err);
+	ck_assert_int_eq(tu_run(big, NULL, &err), 1);
+	ck_assert_msg(strstr(err, "more than --max-file-size 102400") && strstr(err, "18 failed"),
+	    "%s", err);
+	free(in), free(out), free(o2), free(err);
+}
+END_TEST
+
 Suite *
 e2e_suite(void)
 {
@@ -1067,6 +1235,8 @@ e2e_suite(void)
 	tcase_add_test(t, killed_worker_is_replaced_and_image_retried);
 	tcase_add_test(t, sigterm_stops_at_once_and_cleanly);
 	tcase_add_test(t, workers_die_with_a_killed_main_process);
+	tcase_add_test(t, hostile_tree_fails_fast_and_alone);
+	tcase_add_test(t, limits_refuse_fast);
 	suite_add_tcase(s, t);
 	return s;
 }

@@ -103,7 +103,7 @@ thumb(const char *rel, const struct img_box *boxes, unsigned n, struct got *g, c
 	char *path = tu_join(tu_testdata(), rel);
 	size_t len;
 	unsigned char *src = (unsigned char *)tu_slurp(path, &len);
-	struct img_settings s = { boxes, n, 80, 1, IMG_JPEG, { 255, 255, 255 }, 0, 0 };
+	struct img_settings s = { boxes, n, 80, 1, IMG_JPEG, { 255, 255, 255 }, 0, 0, 0 };
 	int rc;
 
 	ck_assert_msg(src != NULL, "cannot read %s", path);
@@ -170,7 +170,7 @@ START_TEST(broken_inputs_fail_with_a_reason)
 	char *path = tu_join(tu_testdata(), "libjpeg-turbo/testorig.jpg");
 	size_t len;
 	unsigned char *src = (unsigned char *)tu_slurp(path, &len);
-	struct img_settings s = { &b, 1, 80, 1, IMG_JPEG, { 255, 255, 255 }, 0, 0 };
+	struct img_settings s = { &b, 1, 80, 1, IMG_JPEG, { 255, 255, 255 }, 0, 0, 0 };
 
 	/* truncated JPEG: refused, never a grey half-image */
 	err[0] = '\0';
@@ -209,7 +209,7 @@ START_TEST(close_to_an_exact_reference)
 	size_t len;
 	unsigned char *src = (unsigned char *)tu_slurp(path, &len), *rp, *fp;
 	unsigned fw, fh;
-	struct img_settings s = { &b, 1, 95, 1, IMG_JPEG, { 255, 255, 255 }, 0, 0 };
+	struct img_settings s = { &b, 1, 95, 1, IMG_JPEG, { 255, 255, 255 }, 0, 0, 0 };
 	unsigned w, h;
 	double db;
 

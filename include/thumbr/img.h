@@ -33,6 +33,7 @@ struct img_settings {
 	unsigned char background[3];    /* what JPEG output is flattened onto */
 	int keep_metadata;      /* copy EXIF and XMP, tag sRGB */
 	int progressive;        /* progressive JPEG */
+	uint64_t max_pixels;    /* refuse larger images before decoding (0: no limit) */
 };
 
 /* Called once per box with the encoded thumbnail; data is valid during the call only.

@@ -82,9 +82,11 @@ size_t io_settled(struct io *io);
 void io_worker_started(struct io *io, unsigned k, pid_t pid);
 /* Start the I/O threads.  0 or -1. */
 int io_start(struct io *io, char *err, size_t errsz);
-/* Main thread: worker k has died (how: "killed by signal 9 (SIGKILL)").  Returns how many
- * jobs it held.  Only the main thread writes a worker's pid and alive fields. */
-unsigned io_worker_died(struct io *io, unsigned k, const char *how);
+/* Main thread: worker k has died (how: "killed by signal 9 (SIGKILL)").  The job it was
+ * working on is retried once, or, when final (it was killed for its time limit), reported
+ * with how as the reason.  Returns how many jobs it held.  Only the main thread writes a
+ * worker's pid and alive fields. */
+unsigned io_worker_died(struct io *io, unsigned k, const char *how, int final);
 /* Every job settled. */
 int io_finished(struct io *io);
 /* Stop early: threads leave after what they are doing; rings are detached. */

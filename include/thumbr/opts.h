@@ -40,6 +40,11 @@ struct opts {
 	const char *files_from;         /* --files-from FILE ("-": stdin) */
 	int null_sep;                   /* -0: that list is NUL-separated */
 	unsigned shard_k, shard_n;      /* --shard K/N; 0/0 when not sharded */
+	/* limits, so a hostile file fails fast in bounded memory */
+	uint64_t max_pixels;            /* refused before decoding when the header says more */
+	uint64_t max_file_size;         /* refused before reading */
+	uint64_t max_memory;            /* address space of a worker (0: none) */
+	unsigned timeout_ms;            /* per image; the worker is killed and replaced */
 	uint64_t slot_size;             /* largest source sent through shared memory */
 };
 

@@ -49,6 +49,7 @@ struct scan_opts {
 	ino_t exclude_ino;
 	int exclude;                    /* whether exclude_* is set */
 	scan_fail_fn *fail;
+	uint64_t max_size;              /* larger files are reported, not opened (0: no limit) */
 	/* optional: 0 leaves a file out entirely (another shard's) */
 	int (*want)(void *ctx, const char *rel);
 	/* optional: 1 when a file's thumbnails are all up to date, so it need not be opened

@@ -58,6 +58,8 @@ struct shm_hdr {
 	uint32_t settings;              /* SHM_SET_* */
 	uint32_t format;                /* enum img_format */
 	uint8_t background[4];          /* RGB that JPEG output is flattened onto */
+	uint64_t max_pixels;            /* refuse larger images before decoding */
+	uint64_t max_memory;            /* RLIMIT_AS of a worker, 0 for none */
 	struct shm_size sizes[SHM_MAX_SIZES];
 };
 
