@@ -34,7 +34,7 @@ OBJS = $(MODULES:%=$(BUILD)/src/%.o)
 TESTS = check_ring check_opts check_plan check_scan check_out check_img check_state check_e2e
 TEST_OBJS = $(TESTS:%=$(BUILD)/tests/%.o) $(BUILD)/tests/check_main.o $(BUILD)/tests/testutil.o
 
-.PHONY: all check demo bench install clean deps
+.PHONY: all check demo bench install clean deps fuzz
 all: thumbr
 
 thumbr: $(BUILD)/thumbr
@@ -75,6 +75,21 @@ demo:
 
 bench: thumbr
 	bench/run
+
+# libFuzzer on what thumbr parses (options, sizes, records, EXIF, ring framing), for
+# FUZZ_SECONDS; needs clang and libclang-rt-14-dev.
+CLANG ?= clang
+FUZZ_SECONDS ?= 60
+FUZZ_SRC = tests/fuzz_parse.c src/opts.c src/state.c src/ring.c src/util.c src/plan.c \
+	src/img.c src/scan.c
+build/fuzz/fuzz_parse: $(FUZZ_SRC) $(wildcard include/thumbr/*.h)
+	@mkdir -p $(@D)
+	$(CLANG) -std=gnu11 -g -O1 -fsanitize=fuzzer,address,undefined -Iinclude \
+		$(shell $(PKG_CONFIG) --cflags $(PKGS) 2>/dev/null) -o $@ $(FUZZ_SRC) $(LIBS)
+fuzz: build/fuzz/fuzz_parse
+	@mkdir -p build/fuzz/corpus
+	build/fuzz/fuzz_parse -max_total_time=$(FUZZ_SECONDS) -timeout=10 -rss_limit_mb=1024 \
+		build/fuzz/corpus tests/fuzz-seeds
 
 deps:
 	@if $(PKG_CONFIG) --exists $(PKGS) check 2>/dev/null; then :; \

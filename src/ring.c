@@ -165,9 +165,9 @@ wait_space(struct ring *r, uint32_t head, uint32_t need, const struct ring_wait 
 			return RING_OK;
 		atomic_store_explicit(&r->prod_waiting, 1, memory_order_seq_cst);
 		tail = atomic_load_explicit(&r->tail, memory_order_seq_cst);    /* S1, A2 */
-		if (r->size - (head - tail) >= need) {
+		if (r->size - (head - tail) >= need || w->deadline_ms == 0) {
 			atomic_store_explicit(&r->prod_waiting, 0, memory_order_relaxed);
-			return RING_OK;
+			return r->size - (head - tail) >= need ? RING_OK : RING_TIMEOUT;
 		}
 		rr = ring_sleep(r, &r->spaces, &r->prod_waiting, w, dl);
 		if (rr != RING_OK)
@@ -298,6 +298,10 @@ ring_peek(struct ring *r, struct ring_rec **recp, const struct ring_wait *w)
 		    atomic_load_explicit(&r->tail, memory_order_relaxed)) {
 			atomic_store_explicit(&r->cons_waiting, 0, memory_order_relaxed);
 			continue;
+		}
+		if (w->deadline_ms == 0) {
+			atomic_store_explicit(&r->cons_waiting, 0, memory_order_relaxed);
+			return RING_TIMEOUT;
 		}
 		rr = ring_sleep(r, &r->items, &r->cons_waiting, w, &dl);
 		if (rr == RING_DETACHED && front(r) != NULL)

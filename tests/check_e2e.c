@@ -1201,6 +1201,83 @@ START_TEST(limits_refuse_fast)
 }
 END_TEST
 
+
+/* A few hundred mutants of real images (bytes flipped, cut, spliced, with a fixed seed):
+ * the batch ends, the main process survives, and every mutant is thumbnailed or named. */
+START_TEST(mutants_thumbnailed_or_reported)
+{
+	static const char *seeds[] = { "libjpeg-turbo/testorig.jpg", "libjpeg-turbo/testimgari.jpg",
+	    "made/progressive.jpg", "made/ycck.jpg", "pngsuite/basn6a16.png",
+	    "pngsuite/basi3p08.png", "made/format-webp.webp", "made/format-gif.gif" };
+	char *in = tu_join(tmp, "in"), *out = tu_join(tmp, "out"), *err = NULL;
+	char *argv[] = { (char *)tu_bin(), "-j2", "--timeout", "10", in, out, NULL };
+	unsigned long images, thumbs, failed, skipped, seed = 20261122;
+	const int per = 40;
+	int rc;
+
+	for (size_t f = 0; f < sizeof(seeds) / sizeof(seeds[0]); f++) {
+		char *src = tu_join(tu_testdata(), seeds[f]);
+		size_t n;
+		unsigned char *orig = (unsigned char *)tu_slurp(src, &n);
+
+		ck_assert_ptr_nonnull(orig);
+		for (int m = 0; m < per; m++) {
+			unsigned char *p = malloc(n + 64);
+			size_t len = n, cuts;
+			char *path;
+
+			memcpy(p, orig, n);
+			seed = seed * 6364136223846793005ul + 1442695040888963407ul;
+			switch ((seed >> 33) % 4) {
+			case 0:         /* flip a few bytes past the signature */
+				for (int k = 0; k < 1 + (int)((seed >> 20) % 8); k++) {
+					seed = seed * 6364136223846793005ul + 1;
+					p[8 + (seed >> 33) % (n - 8)] ^= (unsigned char)(1 + (seed >> 13) % 255);
+				}
+				break;
+			case 1:         /* cut short */
+				len = 8 + (seed >> 35) % (n - 8);
+				break;
+			case 2:         /* a chunk of the file repeated further on */
+				cuts = 8 + (seed >> 35) % (n / 2);
+				memcpy(p + cuts, orig + n / 2, n - n / 2 < n - cuts ? n - n / 2 : n - cuts);
+				break;
+			default:        /* header bytes scrambled (sizes, counts, tables) */
+				for (size_t k = 8; k < 64 && k < n; k += 3)
+					p[k] = (unsigned char)(seed >> (k % 48));
+				break;
+			}
+			if (asprintf(&path, "%s/m%02zu_%03d%s", in, f, m, strrchr(seeds[f], '.')) < 0)
+				ck_abort_msg("asprintf");
+			ck_assert_int_eq(tu_write(path, p, len), 0);
+			free(path);
+			free(p);
+		}
+		free(orig);
+		free(src);
+	}
+	rc = tu_run(argv, NULL, &err);
+	ck_assert_msg(rc == 0 || rc == 1, "exit %d: %s", rc, err);
+	{
+		const char *sum = strstr(err, "thumbr: ");
+
+		while (sum && strstr(sum + 1, "thumbr: "))
+			sum = strstr(sum + 1, "thumbr: ");
+		ck_assert_int_eq(sscanf(sum, "thumbr: %lu images, %lu thumbnails, %lu failed, "
+		    "%lu skipped", &images, &thumbs, &failed, &skipped), 4);
+	}
+	/* a mutant whose signature survived is an image: thumbnailed or failed; one whose
+	 * signature did not is skipped (or failed, for its image name) */
+	ck_assert_uint_eq(images + skipped, 8 * per);
+	ck_assert_uint_eq(thumbs + failed, images);
+	ck_assert_int_eq(count_files(out, NULL), (int)thumbs);
+	ck_assert_int_eq(count_files(out, ".thumbr-"), 0);
+	fprintf(stderr, "mutants: %lu thumbnailed, %lu refused, %lu not images\n", thumbs, failed,
+	    skipped);
+	free(in), free(out), free(err);
+}
+END_TEST
+
 Suite *
 e2e_suite(void)
 {
@@ -1237,6 +1314,7 @@ e2e_suite(void)
 	tcase_add_test(t, workers_die_with_a_killed_main_process);
 	tcase_add_test(t, hostile_tree_fails_fast_and_alone);
 	tcase_add_test(t, limits_refuse_fast);
+	tcase_add_test(t, mutants_thumbnailed_or_reported);
 	suite_add_tcase(s, t);
 	return s;
 }

@@ -66,7 +66,8 @@ struct ring {
 };
 
 /* How to wait: slices of slice_ms; after each, alive(arg) == 0 means the peer is dead.
- * deadline_ms < 0 waits for ever (still bounded by alive() and the detached flag). */
+ * deadline_ms < 0 waits for ever (still bounded by alive() and the detached flag); 0 does
+ * not wait at all (RING_TIMEOUT at once). */
 struct ring_wait {
 	unsigned slice_ms;
 	int deadline_ms;

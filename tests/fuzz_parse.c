@@ -1,0 +1,138 @@
+/*
+ * A libFuzzer harness for what thumbr itself parses: the command line (opts_parse and its
+ * size, byte, shard and colour parsers), the up-to-date record (state_parse), the EXIF
+ * orientation (img_exif_orientation), and ring records and their framing (a model queue
+ * checks every record comes out as it went in, across wrap-arounds and padding).
+ * Build and run: make fuzz [FUZZ_SECONDS=60]; it needs clang and libclang-rt-14-dev.
+ */
+#define _GNU_SOURCE
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "thumbr/img.h"
+#include "thumbr/opts.h"
+#include "thumbr/ring.h"
+#include "thumbr/state.h"
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+static void
+fuzz_strings(const uint8_t *data, size_t size)
+{
+	char *s = malloc(size + 1), err[256];
+	struct opt_size sz;
+	uint64_t bytes;
+	unsigned k, n;
+	unsigned char rgb[3];
+	struct state_rec rec;
+
+	memcpy(s, data, size);
+	s[size] = '\0';
+	(void)opts_parse_size(s, &sz, err, sizeof(err));
+	(void)opts_parse_bytes(s, &bytes, err, sizeof(err));
+	(void)opts_parse_shard(s, &k, &n, err, sizeof(err));
+	(void)opts_parse_colour(s, rgb, err, sizeof(err));
+	(void)state_parse(s, size, &rec);
+	(void)img_exif_orientation(data, size);
+	free(s);
+}
+
+/* NUL-separated words make an argv */
+static void
+fuzz_argv(const uint8_t *data, size_t size)
+{
+	char *buf = malloc(size + 1), *argv[34], err[256];
+	int argc = 1;
+	struct opts o;
+	static FILE *devnull;
+	FILE *saved = stdout;
+
+	memcpy(buf, data, size);
+	buf[size] = '\0';
+	argv[0] = "thumbr";
+	for (size_t i = 0; i <= size && argc < 33;) {
+		argv[argc++] = buf + i;
+		i += strlen(buf + i) + 1;
+	}
+	argv[argc] = NULL;
+	if (devnull == NULL && (devnull = fopen("/dev/null", "w")) == NULL)
+		abort();
+	stdout = devnull;                       /* --help and --version print */
+	(void)opts_parse(&o, argc, argv, err, sizeof(err));
+	stdout = saved;
+	free(buf);
+}
+
+/* Records of fuzzed lengths through a small ring, checked against a model queue. */
+static void
+fuzz_ring(const uint8_t *data, size_t size)
+{
+	static _Alignas(64) unsigned char mem[sizeof(struct ring) + 512];
+	struct ring *r = (struct ring *)mem;
+	struct ring_wait w = { 1, 0, NULL, NULL };    /* deadline 0: never sleeps */
+	uint32_t lens[64];
+	uint64_t jobs[64];
+	unsigned head = 0, tail = 0;
+	uint64_t seq = 0;
+
+	if (ring_init(r, 512) != 0)
+		abort();
+	for (size_t i = 0; i < size; i++) {
+		uint8_t b = data[i];
+
+		if ((b & 1) && head - tail < 64) {      /* push */
+			uint32_t len = b >> 1;
+			void *p;
+			enum ring_result rr = ring_reserve(r, len, &p, &w);
+
+			if (rr == RING_OK) {
+				memset(p, (int)(seq & 0xff), len);
+				ring_commit(r, 1, seq, len);
+				lens[head % 64] = len;
+				jobs[head % 64] = seq++;
+				head++;
+			} else if (rr != RING_TIMEOUT && rr != RING_TOOBIG) {
+				abort();
+			}
+		} else if (head != tail) {              /* pop */
+			struct ring_rec *rec;
+
+			if (ring_try_peek(r, &rec) != RING_OK || rec->type != 1 ||
+			    rec->job != jobs[tail % 64] ||
+			    ring_rec_payload_len(rec) != lens[tail % 64])
+				abort();
+			for (uint32_t j = 0; j < lens[tail % 64]; j++)
+				if (rec->payload[j] != (unsigned char)(rec->job & 0xff))
+					abort();
+			ring_release(r);
+			tail++;
+		} else {
+			struct ring_rec *rec;
+
+			if (ring_try_peek(r, &rec) != RING_EMPTY)
+				abort();
+		}
+	}
+	ring_destroy(r);
+}
+
+int
+LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+	if (size == 0)
+		return 0;
+	switch (data[0] % 3) {
+	case 0:
+		fuzz_strings(data + 1, size - 1);
+		break;
+	case 1:
+		fuzz_argv(data + 1, size - 1);
+		break;
+	default:
+		fuzz_ring(data + 1, size - 1);
+		break;
+	}
+	return 0;
+}
