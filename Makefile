@@ -34,7 +34,7 @@ OBJS = $(MODULES:%=$(BUILD)/src/%.o)
 TESTS = check_ring check_opts check_plan check_scan check_out check_img check_state check_e2e
 TEST_OBJS = $(TESTS:%=$(BUILD)/tests/%.o) $(BUILD)/tests/check_main.o $(BUILD)/tests/testutil.o
 
-.PHONY: all check demo bench install clean deps fuzz
+.PHONY: all check demo bench install clean deps fuzz memcheck
 all: thumbr
 
 thumbr: $(BUILD)/thumbr
@@ -75,6 +75,17 @@ demo:
 
 bench: thumbr
 	bench/run
+
+# valgrind memcheck on an end-to-end run, workers included (exit 99 on any error).  libvips'
+# run-time generated vector code is turned off (VIPS_NOVECTOR): valgrind cannot follow it.
+memcheck: thumbr
+	rm -rf build/memcheck && mkdir -p build/memcheck/logs
+	VIPS_NOVECTOR=1 valgrind -q --trace-children=yes --errors-for-leak-kinds=none \
+		--log-file=build/memcheck/logs/vg.%p.log ./thumbr -j2 --io-threads 2 -s 64 \
+		-s 48x48-attention testdata/made build/memcheck/out; [ $$? -le 1 ]
+	@if grep -l . build/memcheck/logs/*.log; then \
+		cat build/memcheck/logs/*.log; echo "memcheck: errors above"; exit 1; \
+	else echo "memcheck: no errors in $$(ls build/memcheck/logs | wc -l) processes"; fi
 
 # libFuzzer on what thumbr parses (options, sizes, records, EXIF, ring framing), for
 # FUZZ_SECONDS; needs clang and libclang-rt-14-dev.

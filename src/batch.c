@@ -327,6 +327,11 @@ build(struct run *r, const struct opts *o, const struct plan *plan, const struct
 	sigprocmask(SIG_BLOCK, &set, NULL);
 	signal(SIGPIPE, SIG_IGN);
 
+	if (pool_init(err, sizeof(err)) != 0) {
+		warnx("%s", err);
+		r->fatal = 1;
+		return 0;
+	}
 	io_init(&r->io, o, &r->shm, plan, st);
 	for (unsigned k = 0; k < nw; k++)
 		if (start_worker(r, k) != 0)

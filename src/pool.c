@@ -7,6 +7,7 @@
 #include "thumbr/pool.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <signal.h>
 #include <spawn.h>
 #include <stdio.h>
@@ -19,13 +20,29 @@
 
 extern char **environ;
 
+static int exe_fd = -1;
+
+int
+pool_init(char *err, size_t errsz)
+{
+	/* our own image, held open: a replacement worker runs the same binary even if the file
+	 * is replaced during the run, and a tool that runs us (valgrind) is followed through
+	 * the path /proc/self/fd/N where /proc/self/exe would name the tool itself */
+	exe_fd = open("/proc/self/exe", O_RDONLY | O_CLOEXEC);
+	if (exe_fd < 0) {
+		errf(err, errsz, "cannot open /proc/self/exe: %s", strerror(errno));
+		return -1;
+	}
+	return 0;
+}
+
 int
 pool_spawn(unsigned k, int shmfd, pid_t *pid, char *err, size_t errsz)
 {
 	posix_spawn_file_actions_t fa;
 	posix_spawnattr_t at;
 	sigset_t none, dfl;
-	char karg[16], parg[24];
+	char karg[16], parg[24], exe[48];
 	char *argv[] = { "thumbr", POOL_WORKER_ARG, karg, parg, NULL };
 	int rc;
 
@@ -44,7 +61,8 @@ pool_spawn(unsigned k, int shmfd, pid_t *pid, char *err, size_t errsz)
 	posix_spawnattr_setsigmask(&at, &none);
 	posix_spawnattr_setsigdefault(&at, &dfl);
 	posix_spawnattr_setflags(&at, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
-	rc = posix_spawn(pid, "/proc/self/exe", &fa, &at, argv, environ);
+	snprintf(exe, sizeof(exe), "/proc/self/fd/%d", exe_fd);
+	rc = posix_spawn(pid, exe_fd >= 0 ? exe : "/proc/self/exe", &fa, &at, argv, environ);
 	posix_spawn_file_actions_destroy(&fa);
 	posix_spawnattr_destroy(&at);
 	if (rc != 0) {
