@@ -293,7 +293,9 @@ build(struct run *r, const struct opts *o, const struct plan *plan, const struct
 	unsigned nw = o->jobs < plan->n ? o->jobs : (unsigned)plan->n;
 	int sig = 0;
 
-	/* shared memory: bounded by the options, not by the number of files */
+	/* shared memory: bounded by the options, not by the number of files (its size counts
+	 * against ulimit -f, which must then fail the call, not kill the process) */
+	signal(SIGXFSZ, SIG_IGN);
 	if (shm_create(&r->shm, nw, (uint32_t)(2 * o->slot_size > REQ_RING_MIN ?
 	    2 * o->slot_size : REQ_RING_MIN), RESP_RING, err, sizeof(err)) != 0) {
 		warnx("%s", err);
@@ -318,7 +320,8 @@ build(struct run *r, const struct opts *o, const struct plan *plan, const struct
 	r->timed_out = xcalloc(nw, 1);
 
 	/* signals are taken synchronously by this thread; block them before any thread
-	 * exists so that every thread inherits the mask */
+	 * exists so that every thread inherits the mask.  A file size limit (ulimit -f)
+	 * makes a write fail with EFBIG, reported for its image, instead of killing the run */
 	sigemptyset(&set);
 	sigaddset(&set, SIGCHLD);
 	sigaddset(&set, SIGINT);

@@ -1278,6 +1278,36 @@ START_TEST(mutants_thumbnailed_or_reported)
 }
 END_TEST
 
+
+/* A write that fails halfway (ulimit -f): that thumbnail is reported, no partial file is
+ * left, the others go on. */
+START_TEST(failed_write_reported_not_left)
+{
+	char *in = tu_join(tmp, "in"), *out = tu_join(tmp, "out"), *err = NULL, *cmd;
+	char *argv[] = { "/usr/bin/prlimit", "--fsize=3000000", NULL, "-j1", "--slot-size", "64k",
+	    "--format", "png", "-s", "4000", NULL, NULL, NULL };
+	char *big = tu_join(tu_testdata(), "exif-orientation/Landscape_1.jpg");
+	char *small = tu_join(tu_testdata(), "pngsuite/basn0g01.png");
+	char *b = tu_join(in, "big.jpg"), *s = tu_join(in, "small.png");
+	int rc;
+
+	ck_assert_int_eq(tu_copy(big, b), 0);
+	ck_assert_int_eq(tu_copy(small, s), 0);
+	/* 3 MB (ulimit -f): room for the shared memory of one worker with small slots (about
+	 * 2 MiB, a file too) and the small thumbnail, not for the 1800x1200 PNG (3.3 MB) */
+	cmd = NULL;
+	argv[2] = (char *)tu_bin();
+	argv[10] = in;
+	argv[11] = out;
+	rc = tu_run(argv, NULL, &err);
+	ck_assert_msg(rc == 1, "exit %d: %s", rc, err);
+	ck_assert_msg(strstr(err, "big.jpg: cannot write") != NULL, "%s", err);
+	ck_assert_int_eq(count_files(out, ".thumbr-"), 0);
+	ck_assert_int_eq(count_files(out, NULL), 1);    /* small.png only */
+	free(in), free(out), free(err), free(cmd), free(big), free(small), free(b), free(s);
+}
+END_TEST
+
 Suite *
 e2e_suite(void)
 {
@@ -1315,6 +1345,7 @@ e2e_suite(void)
 	tcase_add_test(t, hostile_tree_fails_fast_and_alone);
 	tcase_add_test(t, limits_refuse_fast);
 	tcase_add_test(t, mutants_thumbnailed_or_reported);
+	tcase_add_test(t, failed_write_reported_not_left);
 	suite_add_tcase(s, t);
 	return s;
 }
