@@ -653,20 +653,25 @@ decode_jpeg(const unsigned char *src, size_t len, const struct img_settings *s, 
 
 /* ---- PNG ---- */
 
-struct pngsrc {
-	const unsigned char *p;
-	size_t len, off;
+/* Where libpng's errors go, reading or writing: the first member of pngsrc and pngdst. */
+struct pngjmp {
 	jmp_buf jb;
 	char msg[160];
+};
+
+struct pngsrc {
+	struct pngjmp j;
+	const unsigned char *p;
+	size_t len, off;
 };
 
 static void
 png_err_fn(png_structp png, png_const_charp msg)
 {
-	struct pngsrc *src = png_get_error_ptr(png);
+	struct pngjmp *j = png_get_error_ptr(png);
 
-	snprintf(src->msg, sizeof(src->msg), "%s", msg);
-	longjmp(src->jb, 1);
+	snprintf(j->msg, sizeof(j->msg), "%s", msg);
+	longjmp(j->jb, 1);
 }
 
 static void
@@ -711,15 +716,15 @@ decode_png(const unsigned char *data, size_t len, const struct img_settings *s, 
 		errf(err, errsz, "out of memory");
 		return -1;
 	}
-	if (setjmp(src.jb)) {
+	if (setjmp(src.j.jb)) {
 		png_destroy_read_struct(&png, &info, NULL);
 		free(rows);
 		if (have_k) {
 			free(k.out);
 			free(k.acc);
 		}
-		lower_msg(src.msg);
-		errf(err, errsz, "%s", src.msg);
+		lower_msg(src.j.msg);
+		errf(err, errsz, "%s", src.j.msg);
 		return -1;
 	}
 	png_set_read_fn(png, &src, png_read_fn);
@@ -730,8 +735,8 @@ decode_png(const unsigned char *data, size_t len, const struct img_settings *s, 
 	png_read_info(png, info);
 	p->fw = png_get_image_width(png, info);
 	p->fh = png_get_image_height(png, info);
-	if (too_big(s, p->fw, p->fh, src.msg, sizeof(src.msg)))
-		longjmp(src.jb, 1);
+	if (too_big(s, p->fw, p->fh, src.j.msg, sizeof(src.j.msg)))
+		longjmp(src.j.jb, 1);
 	p->orient = 1;
 	{
 		png_bytep exif = NULL, icc = NULL;
@@ -1233,10 +1238,9 @@ encode_jpeg(const struct buf *b, const struct pix *p, const struct img_settings 
 }
 
 struct pngdst {
+	struct pngjmp j;
 	unsigned char *p;
 	size_t len, cap;
-	jmp_buf jb;
-	char msg[160];
 };
 
 static void
@@ -1258,14 +1262,6 @@ png_flush_fn(png_structp png)
 	(void)png;
 }
 
-static void
-png_werr_fn(png_structp png, png_const_charp msg)
-{
-	struct pngdst *d = png_get_error_ptr(png);
-
-	snprintf(d->msg, sizeof(d->msg), "%s", msg);
-	longjmp(d->jb, 1);
-}
 
 static int
 encode_png(const struct buf *b, const struct pix *p, const struct img_settings *s,
@@ -1280,20 +1276,20 @@ encode_png(const struct buf *b, const struct pix *p, const struct img_settings *
 	VipsBlob *volatile srgb = NULL;
 
 	memset(&d, 0, sizeof(d));
-	png = png_create_write_struct(PNG_LIBPNG_VER_STRING, &d, png_werr_fn, png_warn_fn);
+	png = png_create_write_struct(PNG_LIBPNG_VER_STRING, &d, png_err_fn, png_warn_fn);
 	if (png == NULL || (info = png_create_info_struct(png)) == NULL) {
 		png_destroy_write_struct(&png, NULL);
 		errf(err, errsz, "out of memory");
 		return -1;
 	}
-	if (setjmp(d.jb)) {
+	if (setjmp(d.j.jb)) {
 		png_destroy_write_struct(&png, &info);
 		free(d.p);
 		free(exif);
 		if (srgb != NULL)
 			vips_area_unref(VIPS_AREA(srgb));
-		lower_msg(d.msg);
-		errf(err, errsz, "cannot encode: %s", d.msg);
+		lower_msg(d.j.msg);
+		errf(err, errsz, "cannot encode: %s", d.j.msg);
 		return -1;
 	}
 	png_set_write_fn(png, &d, png_write_fn, png_flush_fn);

@@ -28,33 +28,6 @@ static char base[PATH_MAX / 8];         /* per test case, removed even after a f
 static char root[PATH_MAX / 4];         /* per test, below base */
 static mode_t saved_umask;
 
-static void
-rm_at(int dfd, const char *name)
-{
-	struct stat st;
-	struct dirent *de;
-	DIR *d;
-	int fd;
-
-	if (fstatat(dfd, name, &st, AT_SYMLINK_NOFOLLOW) != 0)
-		return;
-	if (!S_ISDIR(st.st_mode)) {
-		unlinkat(dfd, name, 0);
-		return;
-	}
-	(void)fchmodat(dfd, name, 0700, 0);
-	fd = openat(dfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-	if (fd >= 0 && (d = fdopendir(fd)) != NULL) {
-		while ((de = readdir(d)) != NULL)
-			if (strcmp(de->d_name, ".") != 0 && strcmp(de->d_name, "..") != 0)
-				rm_at(dirfd(d), de->d_name);
-		closedir(d);
-	} else if (fd >= 0) {
-		close(fd);
-	}
-	unlinkat(dfd, name, AT_REMOVEDIR);
-}
-
 /* Once per test case, in the runner: the parent of every test's tree. */
 static void
 setup_base(void)
@@ -71,7 +44,7 @@ setup_base(void)
 static void
 teardown_base(void)
 {
-	rm_at(AT_FDCWD, base);
+	tu_rmrf(base);
 }
 
 /* A fresh tree per test, and a umask other than the usual 022 so that a hard-coded 0644
@@ -91,7 +64,7 @@ static void
 teardown(void)
 {
 	umask(saved_umask);
-	rm_at(AT_FDCWD, root);
+	tu_rmrf(root);
 }
 
 /* root/rel, in one of a few rotating static buffers. */

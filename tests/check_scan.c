@@ -24,6 +24,7 @@
 
 #include "thumbr/scan.h"
 #include "suites.h"
+#include "testutil.h"
 
 static char base[PATH_MAX / 8];         /* per test case, removed even after a failure */
 static char root[PATH_MAX / 4];         /* per test, below base */
@@ -32,33 +33,6 @@ static const unsigned char jpeg_sig[] = { 0xff, 0xd8, 0xff };
 static const unsigned char png_sig[] = { 0x89, 'P', 'N', 'G', '\r', '\n', 0x1a, '\n' };
 
 /* Remove a tree, making directories searchable first (a test may chmod one to 000). */
-static void
-rm_at(int dfd, const char *name)
-{
-	struct stat st;
-	struct dirent *de;
-	DIR *d;
-	int fd;
-
-	if (fstatat(dfd, name, &st, AT_SYMLINK_NOFOLLOW) != 0)
-		return;
-	if (!S_ISDIR(st.st_mode)) {
-		unlinkat(dfd, name, 0);
-		return;
-	}
-	(void)fchmodat(dfd, name, 0700, 0);
-	fd = openat(dfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-	if (fd >= 0 && (d = fdopendir(fd)) != NULL) {
-		while ((de = readdir(d)) != NULL)
-			if (strcmp(de->d_name, ".") != 0 && strcmp(de->d_name, "..") != 0)
-				rm_at(dirfd(d), de->d_name);
-		closedir(d);
-	} else if (fd >= 0) {
-		close(fd);
-	}
-	unlinkat(dfd, name, AT_REMOVEDIR);
-}
-
 /* Once per test case, in the runner: the parent of every test's tree. */
 static void
 setup_base(void)
@@ -75,7 +49,7 @@ setup_base(void)
 static void
 teardown_base(void)
 {
-	rm_at(AT_FDCWD, base);
+	tu_rmrf(base);
 }
 
 /* A fresh tree per test. */
@@ -91,7 +65,7 @@ setup(void)
 static void
 teardown(void)
 {
-	rm_at(AT_FDCWD, root);
+	tu_rmrf(root);
 }
 
 /* root/rel in a static buffer (one at a time). */

@@ -8,7 +8,7 @@
 #include <check.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <ftw.h>
+#include <dirent.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -35,22 +35,39 @@ tu_tmpdir(void)
 	return p;
 }
 
-static int
-rm_one(const char *p, const struct stat *st, int flag, struct FTW *f)
+/* Remove name below dfd, whatever it is; directories are made readable first, so a test
+ * that took the permissions away (chmod 000) still cleans up. */
+static void
+rm_at(int dfd, const char *name)
 {
-	(void)st;
-	(void)f;
-	if (flag == FTW_DP || flag == FTW_D)
-		chmod(p, 0700), rmdir(p);
-	else
-		unlink(p);
-	return 0;
+	struct stat st;
+	struct dirent *de;
+	DIR *d;
+	int fd;
+
+	if (fstatat(dfd, name, &st, AT_SYMLINK_NOFOLLOW) != 0)
+		return;
+	if (!S_ISDIR(st.st_mode)) {
+		unlinkat(dfd, name, 0);
+		return;
+	}
+	(void)fchmodat(dfd, name, 0700, 0);
+	fd = openat(dfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	if (fd >= 0 && (d = fdopendir(fd)) != NULL) {
+		while ((de = readdir(d)) != NULL)
+			if (strcmp(de->d_name, ".") != 0 && strcmp(de->d_name, "..") != 0)
+				rm_at(dirfd(d), de->d_name);
+		closedir(d);
+	} else if (fd >= 0) {
+		close(fd);
+	}
+	unlinkat(dfd, name, AT_REMOVEDIR);
 }
 
 void
 tu_rmrf(const char *path)
 {
-	nftw(path, rm_one, 16, FTW_DEPTH | FTW_PHYS);
+	rm_at(AT_FDCWD, path);
 }
 
 char *
