@@ -40,7 +40,8 @@ struct run {
 	struct shm shm;
 	struct io io;
 	unsigned *idle_deaths;
-	unsigned char *timed_out;       /* per worker: killed for --timeout */
+	int64_t *timed_out;             /* per worker: the job it was killed for (--timeout), or -1 */
+	unsigned respawns;              /* replacements of workers that died idle, in all */
 	int fatal;
 	int progress;           /* draw the progress line (stderr is a terminal) */
 	double t0;
@@ -99,19 +100,22 @@ reap(struct run *r, int stopping)
 				break;
 		if (k == r->io.nw)
 			continue;
-		if (r->timed_out[k])
+		if (r->timed_out[k] >= 0)
 			snprintf(how, sizeof(how), "took longer than --timeout %.3g s",
 			    r->o->timeout_ms / 1000.0);
 		else
 			pool_describe(status, how, sizeof(how));
-		had_job = io_worker_died(&r->io, k, how, r->timed_out[k]) > 0;
-		r->timed_out[k] = 0;
+		/* only a death at work counts as the job's; one before any (a worker that cannot
+		 * even start, say under too low a --max-memory) counts against the slot */
+		had_job = io_worker_died(&r->io, k, how, r->timed_out[k]);
+		r->timed_out[k] = -1;
 		if (stopping)
 			continue;
 		r->idle_deaths[k] = had_job ? 0 : r->idle_deaths[k] + 1;
 		if (WIFEXITED(status) && WEXITSTATUS(status) == POOL_EXIT_FATAL)
 			warnx("worker %u cannot start (%s): not replaced", k, how);
-		else if (r->idle_deaths[k] >= IDLE_DEATHS_MAX)
+		else if (r->idle_deaths[k] >= IDLE_DEATHS_MAX ||
+		    (!had_job && ++r->respawns > IDLE_DEATHS_MAX * r->io.nw + 16))
 			warnx("worker %u keeps dying (%s): not replaced", k, how);
 		else if (start_worker(r, k) == 0)
 			continue;
@@ -145,7 +149,8 @@ end_workers(struct run *r, int ms)
 	}
 }
 
-/* Kill the workers that have spent longer than --timeout on one image; reap() replaces them. */
+/* Kill the workers that have spent longer than --timeout on one image, or written what no
+ * correct worker writes; reap() replaces them. */
 static void
 enforce_timeout(struct run *r)
 {
@@ -154,12 +159,16 @@ enforce_timeout(struct run *r)
 	for (unsigned k = 0; k < r->io.nw; k++) {
 		struct shm_status *st = shm_status(&r->shm, k);
 
-		if (!r->io.w[k].alive || r->timed_out[k] ||
+		if (r->io.w[k].alive && io_faulty(&r->io, k)) {
+			kill(r->io.w[k].pid, SIGKILL);
+			continue;
+		}
+		if (!r->io.w[k].alive || r->timed_out[k] >= 0 ||
 		    atomic_load_explicit(&st->state, memory_order_acquire) != SHM_W_BUSY)
 			continue;
 		if (now - atomic_load_explicit(&st->since_ms, memory_order_relaxed) >
 		    (int64_t)r->o->timeout_ms) {
-			r->timed_out[k] = 1;
+			r->timed_out[k] = (int64_t)atomic_load_explicit(&st->job, memory_order_relaxed);
 			kill(r->io.w[k].pid, SIGKILL);
 		}
 	}
@@ -317,7 +326,9 @@ build(struct run *r, const struct opts *o, const struct plan *plan, const struct
 		r->shm.hdr->sizes[i].crop = (uint32_t)o->sizes[i].crop;
 	}
 	r->idle_deaths = xcalloc(nw, sizeof(*r->idle_deaths));
-	r->timed_out = xcalloc(nw, 1);
+	r->timed_out = xcalloc(nw, sizeof(*r->timed_out));
+	for (unsigned k = 0; k < nw; k++)
+		r->timed_out[k] = -1;
 
 	/* signals are taken synchronously by this thread; block them before any thread
 	 * exists so that every thread inherits the mask.  A file size limit (ulimit -f)

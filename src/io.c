@@ -90,7 +90,10 @@ set_werr(struct io_worker *w, const char *msg)
 static void
 on_out(struct io *io, struct io_worker *w, const struct ring_rec *rec)
 {
-	const struct shm_out *o = (const struct shm_out *)rec->payload;
+	/* a copy: the worker could change the shared record between the checks and the use */
+	struct shm_out hdr;
+	const struct shm_out *o = &hdr;
+	const unsigned char *data = ((const struct shm_out *)rec->payload)->data;
 	uint32_t plen = ring_rec_payload_len(rec);
 	char err[ERRSZ];
 	uint64_t n;
@@ -99,6 +102,8 @@ on_out(struct io *io, struct io_worker *w, const struct ring_rec *rec)
 	pthread_mutex_lock(&io->mu);
 	expected = w->ninflight > 0 && rec->job == w->inflight[0];
 	pthread_mutex_unlock(&io->mu);
+	if (plen >= sizeof(hdr))
+		memcpy(&hdr, rec->payload, sizeof(hdr));
 	if (!expected || plen < sizeof(*o) ||
 	    o->size_idx >= io->o->nsizes || o->offset > o->total ||
 	    plen - sizeof(*o) > o->total - o->offset) {
@@ -125,7 +130,7 @@ on_out(struct io *io, struct io_worker *w, const struct ring_rec *rec)
 		set_werr(w, "thumbnail record out of order");
 		return;
 	}
-	if (out_write(&w->cur, o->data, (size_t)n, o->offset, err, sizeof(err)) != 0) {
+	if (out_write(&w->cur, data, (size_t)n, o->offset, err, sizeof(err)) != 0) {
 		set_werr(w, err);
 		return;
 	}
@@ -174,8 +179,9 @@ static void
 drain(struct io *io, struct io_worker *w, struct ring *r)
 {
 	struct ring_rec *rec;
+	enum ring_result rr;
 
-	while (ring_try_peek(r, &rec) == RING_OK) {
+	while ((rr = ring_try_peek(r, &rec)) == RING_OK) {
 		switch (rec->type) {
 		case SHM_OUT:
 			on_out(io, w, rec);
@@ -197,6 +203,13 @@ drain(struct io *io, struct io_worker *w, struct ring *r)
 			break;
 		}
 		ring_release(r);
+	}
+	if (rr == RING_DETACHED && ring_pending(r)) {
+		/* a broken response ring: nothing more is read from it; the worker goes */
+		set_werr(w, "malformed records from worker");
+		pthread_mutex_lock(&io->mu);
+		w->faulty = 1;
+		pthread_mutex_unlock(&io->mu);
 	}
 }
 
@@ -301,7 +314,8 @@ static int
 pick_drain(struct io *io)
 {
 	for (unsigned k = 0; k < io->nw; k++)
-		if (io->w[k].alive && !io->w[k].draining && ring_pending(shm_resp_ring(io->shm, k)))
+		if (io->w[k].alive && !io->w[k].draining && !io->w[k].faulty &&
+		    ring_pending(shm_resp_ring(io->shm, k)))
 			return (int)k;
 	return -1;
 }
@@ -408,8 +422,10 @@ io_init(struct io *io, const struct opts *o, struct shm *shm, const struct plan 
 	io->w = xcalloc(io->nw, sizeof(*io->w));
 	for (unsigned k = 0; k < io->nw; k++)
 		io->w[k].cur.fd = -1;
-	/* two of the largest inline records fit in a request ring at once */
-	room = shm->hdr->req_size / 2 - 2 * (uint32_t)(sizeof(struct ring_rec) + sizeof(struct shm_req));
+	/* a record, plus the padding a wrap may need before it, fits beside one held record of
+	 * the largest size: with each at most a third of the ring, a sender never waits on the
+	 * very worker it feeds (which may be waiting for its own responses to be drained) */
+	room = shm->hdr->req_size / 3 - 2 * (uint32_t)(sizeof(struct ring_rec) + sizeof(struct shm_req));
 	io->inline_max = o->slot_size < room ? (uint32_t)o->slot_size : room;
 	return 0;
 }
@@ -441,10 +457,10 @@ io_start(struct io *io, char *err, size_t errsz)
 	return 0;
 }
 
-unsigned
-io_worker_died(struct io *io, unsigned k, const char *how, int final)
+int
+io_worker_died(struct io *io, unsigned k, const char *how, int64_t final_job)
 {
-	unsigned held;
+	int worked;
 	struct io_worker *w = &io->w[k];
 	struct shm_status *st = shm_status(io->shm, k);
 	struct ring *req = shm_req_ring(io->shm, k), *resp = shm_resp_ring(io->shm, k);
@@ -463,10 +479,13 @@ io_worker_died(struct io *io, unsigned k, const char *how, int final)
 	out_abort(&w->cur);
 
 	pthread_mutex_lock(&io->mu);
-	held = w->ninflight;
+	worked = 0;
 	for (unsigned i = 0; i < w->ninflight; i++) {
 		size_t j = w->inflight[i];
+		/* the time limit blames only the job it was enforced on */
+		int final = final_job >= 0 && (uint64_t)final_job == busy_job;
 
+		worked |= busy && busy_job == j;
 		if (busy && busy_job == j && (final || ++io->tries[j] >= IO_TRIES)) {
 			char why[ERRSZ];
 
@@ -483,6 +502,7 @@ io_worker_died(struct io *io, unsigned k, const char *how, int final)
 	w->ninflight = 0;
 	w->job_thumbs = 0;
 	w->job_werr = 0;
+	w->faulty = 0;
 	ring_reset(req);
 	ring_reset(resp);
 	atomic_store_explicit(&st->pid, 0, memory_order_relaxed);
@@ -490,7 +510,18 @@ io_worker_died(struct io *io, unsigned k, const char *how, int final)
 	w->draining = 0;
 	pthread_mutex_unlock(&io->mu);
 	sem_post(&io->shm->hdr->notify);
-	return held;
+	return worked;
+}
+
+int
+io_faulty(struct io *io, unsigned k)
+{
+	int f;
+
+	pthread_mutex_lock(&io->mu);
+	f = io->w[k].faulty && io->w[k].alive;
+	pthread_mutex_unlock(&io->mu);
+	return f;
 }
 
 size_t

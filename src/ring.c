@@ -243,6 +243,24 @@ ring_push(struct ring *r, uint32_t type, uint64_t job, const void *p, uint32_t l
 }
 
 /* Consumer: the record at tail, with padding consumed; NULL when empty. */
+/*
+ * Whether the record at tail, of header len and type, is one a correct producer could have
+ * published: the producer is another process, which a hostile image may have subverted, so
+ * nothing it wrote is trusted to stay inside the buffer.  len is read once by the caller.
+ */
+static int
+valid(const struct ring *r, uint32_t head, uint32_t tail, uint32_t len, uint32_t type)
+{
+	uint32_t pos = tail & (r->size - 1), avail = head - tail;
+
+	if (avail > r->size || len < HDR || len > r->size || ALIGN_UP(len) > avail ||
+	    pos + ALIGN_UP(len) > r->size)
+		return 0;
+	return type != RING_TYPE_PAD || len == r->size - pos;
+}
+
+/* Consumer: the record at tail, with padding consumed; NULL when empty, and when the ring
+ * holds something no correct producer writes (then it is detached for good). */
 static struct ring_rec *
 front(struct ring *r)
 {
@@ -250,13 +268,20 @@ front(struct ring *r)
 		uint32_t tail = atomic_load_explicit(&r->tail, memory_order_relaxed);  /* ours */
 		uint32_t head = atomic_load_explicit(&r->head, memory_order_acquire);  /* A1 */
 		struct ring_rec *rec;
+		uint32_t len, type;
 
 		if (head == tail)
 			return NULL;
 		rec = (struct ring_rec *)(r->data + (tail & (r->size - 1)));
-		if (rec->type != RING_TYPE_PAD)
+		len = *(volatile uint32_t *)&rec->len;
+		type = *(volatile uint32_t *)&rec->type;
+		if (!valid(r, head, tail, len, type)) {
+			ring_detach(r);
+			return NULL;
+		}
+		if (type != RING_TYPE_PAD)
 			return rec;
-		atomic_store_explicit(&r->tail, tail + rec->len, memory_order_seq_cst);  /* R2 */
+		atomic_store_explicit(&r->tail, tail + len, memory_order_seq_cst);  /* R2 */
 		ring_wake(&r->spaces, &r->prod_waiting);
 	}
 }
@@ -265,7 +290,9 @@ enum ring_result
 ring_try_peek(struct ring *r, struct ring_rec **recp)
 {
 	*recp = front(r);
-	return *recp != NULL ? RING_OK : RING_EMPTY;
+	if (*recp != NULL)
+		return RING_OK;
+	return ring_pending(r) && ring_is_detached(r) ? RING_DETACHED : RING_EMPTY;
 }
 
 int
@@ -315,8 +342,15 @@ void
 ring_release(struct ring *r)
 {
 	uint32_t tail = atomic_load_explicit(&r->tail, memory_order_relaxed);
+	uint32_t head = atomic_load_explicit(&r->head, memory_order_acquire);   /* A1 */
 	struct ring_rec *rec = (struct ring_rec *)(r->data + (tail & (r->size - 1)));
+	uint32_t len = *(volatile uint32_t *)&rec->len;
 
-	atomic_store_explicit(&r->tail, tail + ALIGN_UP(rec->len), memory_order_seq_cst);  /* R2 */
+	/* read again, so checked again: the producer may have changed it since ring_peek */
+	if (!valid(r, head, tail, len, RING_TYPE_PAD + 1)) {       /* a record, not padding */
+		ring_detach(r);
+		return;
+	}
+	atomic_store_explicit(&r->tail, tail + ALIGN_UP(len), memory_order_seq_cst);  /* R2 */
 	ring_wake(&r->spaces, &r->prod_waiting);
 }

@@ -989,6 +989,84 @@ START_TEST(consumer_dies)
 }
 END_TEST
 
+
+/* A producer in another process is not trusted: lengths that leave the buffer, padding that
+ * does not end at its end, an empty header: the ring is detached, never read past. */
+START_TEST(corrupt_records_detach)
+{
+	static const uint32_t bad[] = { 0, 5, 15, 300, 0xffffffffu };
+
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		struct ring_rec *rec;
+		void *p;
+
+		ring_reset(R);
+		ck_assert_int_eq(ring_reserve(R, 8, &p, &TRY), RING_OK);
+		ring_commit(R, 7, 1, 8);
+		((struct ring_rec *)R->data)->len = bad[i];     /* the producer lies */
+		ck_assert_int_eq(ring_try_peek(R, &rec), RING_DETACHED);
+		ck_assert(ring_is_detached(R));
+	}
+	{
+		struct ring_rec *rec, *pad;
+
+		ring_reset(R);
+		pad = (struct ring_rec *)R->data;
+		pad->len = 64;                  /* padding must reach the end of the buffer */
+		pad->type = RING_TYPE_PAD;
+		atomic_store(&R->head, 64);
+		ck_assert_int_eq(ring_try_peek(R, &rec), RING_DETACHED);
+		ring_reset(R);
+		atomic_store(&R->head, R->size + 16);   /* more published than the ring holds */
+		ck_assert_int_eq(ring_try_peek(R, &rec), RING_DETACHED);
+	}
+	{
+		/* changed between the peek and the release: the release checks again */
+		struct ring_rec *rec;
+		void *p;
+
+		ring_reset(R);
+		ck_assert_int_eq(ring_reserve(R, 8, &p, &TRY), RING_OK);
+		ring_commit(R, 7, 1, 8);
+		ck_assert_int_eq(ring_try_peek(R, &rec), RING_OK);
+		rec->len = 100000;
+		ring_release(R);
+		ck_assert(ring_is_detached(R));
+		ck_assert_uint_eq(atomic_load(&R->tail), 0);
+	}
+}
+END_TEST
+
+/* The sizing io relies on: a record of up to a third of the ring (less two headers) always
+ * fits beside one held record of the same bound, wherever the held one sits, so a sender
+ * never waits on the worker it feeds. */
+START_TEST(third_of_the_ring_always_fits)
+{
+	uint32_t max = R->size / 3 - 2 * (uint32_t)sizeof(struct ring_rec) - 16;
+
+	for (uint32_t start = 0; start < R->size; start += 16)
+		for (uint32_t held = 0; held <= max; held += max / 7 + 1) {
+			struct ring_rec *rec;
+			void *p;
+
+			ring_reset(R);
+			atomic_store(&R->head, start);
+			atomic_store(&R->tail, start);
+			ck_assert_int_eq(ring_reserve(R, held, &p, &TRY), RING_OK);
+			ring_commit(R, 1, 1, held);
+			ck_assert_int_eq(ring_reserve(R, max, &p, &TRY), RING_OK);
+			ring_commit(R, 1, 2, max);
+			ck_assert_int_eq(ring_try_peek(R, &rec), RING_OK);
+			ring_release(R);                        /* the held one goes ... */
+			ck_assert_int_eq(ring_try_peek(R, &rec), RING_OK);
+			ck_assert_uint_eq(rec->job, 2);
+			/* ... and with the second one held, a third of the largest size fits */
+			ck_assert_int_eq(ring_reserve(R, max, &p, &TRY), RING_OK);
+			ring_commit(R, 1, 3, max);
+		}
+}
+END_TEST
+
 Suite *
 ring_suite(void)
 {
@@ -997,6 +1075,8 @@ ring_suite(void)
 
 	tc = tcase_create("basic");
 	tcase_add_checked_fixture(tc, setup_256, teardown);
+	tcase_add_test(tc, corrupt_records_detach);
+	tcase_add_test(tc, third_of_the_ring_always_fits);
 	tcase_set_timeout(tc, 10);
 	tcase_add_test(tc, init_sizes);
 	tcase_add_test(tc, empty);

@@ -42,6 +42,7 @@ struct io_worker {
 	pid_t pid;
 	int alive;                      /* spawned and not yet reaped */
 	int producing, draining;        /* claims, see above */
+	int faulty;                     /* wrote what no correct worker writes: to be killed */
 	size_t inflight[IO_DEPTH];      /* job indices, in the order sent */
 	unsigned ninflight;
 	/* writer state, owned by whoever holds draining */
@@ -83,10 +84,12 @@ void io_worker_started(struct io *io, unsigned k, pid_t pid);
 /* Start the I/O threads.  0 or -1. */
 int io_start(struct io *io, char *err, size_t errsz);
 /* Main thread: worker k has died (how: "killed by signal 9 (SIGKILL)").  The job it was
- * working on is retried once, or, when final (it was killed for its time limit), reported
- * with how as the reason.  Returns how many jobs it held.  Only the main thread writes a
- * worker's pid and alive fields. */
-unsigned io_worker_died(struct io *io, unsigned k, const char *how, int final);
+ * working on is retried once, or, when it is final_job (killed for its time limit; -1 for
+ * none), reported with how as the reason; jobs it only held are requeued.  Returns whether
+ * it was working on a job.  Only the main thread writes a worker's pid and alive fields. */
+int io_worker_died(struct io *io, unsigned k, const char *how, int64_t final_job);
+/* Worker k wrote records no correct worker writes: the supervisor kills it. */
+int io_faulty(struct io *io, unsigned k);
 /* Every job settled. */
 int io_finished(struct io *io);
 /* Stop early: threads leave after what they are doing; rings are detached. */
