@@ -14,6 +14,7 @@
 
 #include <unistd.h>
 #include <vips/vips.h>
+#include <jpeglib.h>
 
 START_TEST(fit_keeps_aspect_never_enlarges)
 {
@@ -264,6 +265,93 @@ START_TEST(close_to_an_exact_reference)
 }
 END_TEST
 
+
+/* Encode RGB pixels as a progressive JPEG in memory (libjpeg's default progression: DC
+ * scans first). */
+static unsigned char *
+progressive_jpeg(const unsigned char *px, unsigned w, unsigned h, unsigned long *len)
+{
+	struct jpeg_compress_struct c;
+	struct jpeg_error_mgr e;
+	unsigned char *out = NULL;
+
+	c.err = jpeg_std_error(&e);
+	jpeg_create_compress(&c);
+	jpeg_mem_dest(&c, &out, len);
+	c.image_width = w;
+	c.image_height = h;
+	c.input_components = 3;
+	c.in_color_space = JCS_RGB;
+	jpeg_set_defaults(&c);
+	jpeg_set_quality(&c, 90, TRUE);
+	jpeg_simple_progression(&c);
+	jpeg_start_compress(&c, TRUE);
+	while (c.next_scanline < h) {
+		JSAMPROW r = (JSAMPROW)(px + (size_t)c.next_scanline * w * 3);
+
+		jpeg_write_scanlines(&c, &r, 1);
+	}
+	jpeg_finish_compress(&c);
+	jpeg_destroy_compress(&c);
+	return out;
+}
+
+/* Where the first AC scan starts: the first SOS whose Ss is not 0. */
+static size_t
+first_ac_scan(const unsigned char *p, size_t n)
+{
+	for (size_t i = 2; i + 4 < n; i++)
+		if (p[i] == 0xff && p[i + 1] == 0xda) {
+			unsigned ns = p[i + 4];
+			size_t ss = i + 5 + 2 * ns;
+
+			if (ss < n && p[ss] != 0)
+				return i;
+		}
+	return 0;
+}
+
+/* At 1/8 a progressive JPEG is decoded from its DC scans alone: the same thumbnail as from
+ * the whole file, and one cut after the DC scans still makes it; one cut inside them fails. */
+START_TEST(progressive_dc_scans_suffice)
+{
+	char *path = tu_join(tu_testdata(), "exif-orientation/Landscape_1.jpg");
+	unsigned w, h, tw1, th1;
+	unsigned char *px = tu_jpeg_rgb(path, &w, &h), *prog;
+	unsigned long plen;
+	struct img_box b = { 64, 64, IMG_FIT };
+	struct img_settings s = { &b, 1, 95, 1, IMG_JPEG, { 255, 255, 255 }, 0, 0, 0 };
+	struct got g1, g2;
+	char err[256];
+	size_t ac;
+
+	ck_assert_ptr_nonnull(px);
+	ck_assert_uint_ge(w / 8, 64 * 5 / 2);   /* 1/8 covers 2.5 x 64: decoded at 1/8 */
+	prog = progressive_jpeg(px, w, h, &plen);
+	memset(&g1, 0, sizeof(g1));
+	g1.keep = 1;
+	ck_assert_msg(img_thumbnail(prog, plen, &s, collect, &g1, err, sizeof(err)) == 0, "%s",
+	    err);
+	tw1 = g1.w[0];
+	th1 = g1.h[0];
+	ac = first_ac_scan(prog, plen);
+	ck_assert_uint_gt(ac, 0);
+	ck_assert_uint_lt(ac, plen / 2);        /* the DC scans are a small part of the file */
+	memset(&g2, 0, sizeof(g2));
+	g2.keep = 1;
+	ck_assert_msg(img_thumbnail(prog, ac + 64, &s, collect, &g2, err, sizeof(err)) == 0,
+	    "cut after the DC scans: %s", err);
+	ck_assert(g2.w[0] == tw1 && g2.h[0] == th1 && g2.len == g1.len &&
+	    memcmp(g1.data, g2.data, g1.len) == 0);  /* the very same bytes */
+	ck_assert_int_eq(img_thumbnail(prog, ac / 2, &s, collect, &g2, err, sizeof(err)), -1);
+	free(g1.data);
+	free(g2.data);
+	free(prog);
+	free(px);
+	free(path);
+}
+END_TEST
+
 Suite *
 img_suite(void)
 {
@@ -278,6 +366,7 @@ img_suite(void)
 	tcase_add_test(t, png_variants);
 	tcase_add_test(t, broken_inputs_fail_with_a_reason);
 	tcase_add_test(t, close_to_an_exact_reference);
+	tcase_add_test(t, progressive_dc_scans_suffice);
 	suite_add_tcase(s, t);
 	return s;
 }
