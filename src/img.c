@@ -1408,12 +1408,19 @@ encode_webp(const struct buf *b, const struct pix *p, const struct img_settings 
 
 /* ---- the whole ---- */
 
+/*
+ * One box.  Boxes go largest first, and each resize starts from the previous box's result
+ * when that is still at least twice as large (Lanczos3 keeps its headroom), else from the
+ * decoded image: with -s 1024 -s 512 -s 256 only the 1024 works on the big image.  prev holds
+ * that result as resized: stored orientation, source colours, alpha premultiplied.
+ */
 static int
-one_box(const struct pix *p, const struct img_settings *s, unsigned i, img_emit_fn *emit,
-    void *ctx, char *err, size_t errsz)
+one_box(const struct pix *p, const struct img_settings *s, unsigned i, struct buf *prev,
+    img_emit_fn *emit, void *ctx, char *err, size_t errsz)
 {
 	const struct img_box *box = &s->boxes[i];
 	struct buf b = { NULL, 0, 0, 0 };
+	struct pix from = *p;
 	unsigned char *enc = NULL;
 	unsigned long enclen = 0;
 	uint32_t tw, th;
@@ -1426,8 +1433,18 @@ one_box(const struct pix *p, const struct img_settings *s, unsigned i, img_emit_
 		tw = p->w;
 	if (th > p->h)
 		th = p->h;
-	if (resize(p, tw, th, &b, err, errsz) != 0)
+	if (prev->px != NULL && prev->w >= 2 * tw && prev->h >= 2 * th) {
+		from.px = prev->px;
+		from.w = prev->w;
+		from.h = prev->h;
+	}
+	if (resize(&from, tw, th, &b, err, errsz) != 0)
 		return -1;
+	free(prev->px);
+	prev->px = dup_bytes(b.px, (size_t)b.w * b.h * (size_t)b.bands);
+	prev->w = b.w;
+	prev->h = b.h;
+	prev->bands = b.bands;
 	if (p->alpha)
 		unpremultiply(b.px, (size_t)b.w * b.h, b.bands);
 	rc = (p->icc != NULL || p->cmyk) ? to_srgb(&b, p, err, errsz) : 0;
@@ -1472,8 +1489,30 @@ img_thumbnail(const unsigned char *src, size_t len, const struct img_settings *s
 		errf(err, errsz, "not a supported image");
 		return -1;
 	}
-	for (unsigned i = 0; i < s->nboxes && rc == 0; i++)
-		rc = one_box(&p, s, i, emit, ctx, err, errsz);
+	if (rc == 0) {
+		unsigned order[IMG_MAX_BOXES], n = s->nboxes < IMG_MAX_BOXES ? s->nboxes :
+		    IMG_MAX_BOXES;
+		uint64_t area[IMG_MAX_BOXES];
+		struct buf prev = { NULL, 0, 0, 0 };
+
+		/* largest first, for the cascade in one_box */
+		for (unsigned i = 0; i < n; i++) {
+			uint32_t tw, th;
+
+			scale_stored(p.fw, p.fh, p.orient, &s->boxes[i], &tw, &th);
+			area[i] = (uint64_t)tw * th;
+			order[i] = i;
+			for (unsigned j = i; j > 0 && area[order[j - 1]] < area[order[j]]; j--) {
+				unsigned t = order[j];
+
+				order[j] = order[j - 1];
+				order[j - 1] = t;
+			}
+		}
+		for (unsigned i = 0; i < n && rc == 0; i++)
+			rc = one_box(&p, s, order[i], &prev, emit, ctx, err, errsz);
+		free(prev.px);
+	}
 	pix_free(&p);
 	return rc;
 }

@@ -19,6 +19,8 @@ enum img_crop {
 
 enum img_format { IMG_JPEG = 0, IMG_PNG, IMG_WEBP };
 
+#define IMG_MAX_BOXES 16        /* boxes beyond are not made (opts allows no more) */
+
 struct img_box {
 	uint32_t width, height;
 	int crop;               /* enum img_crop */
