@@ -32,12 +32,7 @@ static mode_t saved_umask;
 static void
 setup_base(void)
 {
-	const char *t = getenv("TMPDIR");
-	int n = snprintf(base, sizeof(base), "%s/thumbr-check-out-XXXXXX",
-	    t != NULL && *t != '\0' ? t : "/tmp");
-
-	ck_assert_msg(n > 0 && (size_t)n < sizeof(base), "TMPDIR too long");
-	ck_assert_msg(mkdtemp(base) != NULL, "mkdtemp %s: %s", base, strerror(errno));
+	tu_mkdtemp_in(base, sizeof(base), NULL, "thumbr-check-out-XXXXXX");
 }
 
 /* A failed test skips its checked teardown: whatever it left goes here. */
@@ -52,10 +47,7 @@ teardown_base(void)
 static void
 setup(void)
 {
-	int n = snprintf(root, sizeof(root), "%s/t-XXXXXX", base);
-
-	ck_assert(n > 0 && (size_t)n < sizeof(root));
-	ck_assert_msg(mkdtemp(root) != NULL, "mkdtemp %s: %s", root, strerror(errno));
+	tu_mkdtemp_in(root, sizeof(root), base, "t-XXXXXX");
 	saved_umask = umask(TEST_UMASK);
 	out_init();
 }

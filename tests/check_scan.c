@@ -32,17 +32,11 @@ static char root[PATH_MAX / 4];         /* per test, below base */
 static const unsigned char jpeg_sig[] = { 0xff, 0xd8, 0xff };
 static const unsigned char png_sig[] = { 0x89, 'P', 'N', 'G', '\r', '\n', 0x1a, '\n' };
 
-/* Remove a tree, making directories searchable first (a test may chmod one to 000). */
 /* Once per test case, in the runner: the parent of every test's tree. */
 static void
 setup_base(void)
 {
-	const char *t = getenv("TMPDIR");
-	int n = snprintf(base, sizeof(base), "%s/thumbr-check-scan-XXXXXX",
-	    t != NULL && *t != '\0' ? t : "/tmp");
-
-	ck_assert_msg(n > 0 && (size_t)n < sizeof(base), "TMPDIR too long");
-	ck_assert_msg(mkdtemp(base) != NULL, "mkdtemp %s: %s", base, strerror(errno));
+	tu_mkdtemp_in(base, sizeof(base), NULL, "thumbr-check-scan-XXXXXX");
 }
 
 /* A failed test skips its checked teardown: whatever it left goes here. */
@@ -56,10 +50,7 @@ teardown_base(void)
 static void
 setup(void)
 {
-	int n = snprintf(root, sizeof(root), "%s/t-XXXXXX", base);
-
-	ck_assert(n > 0 && (size_t)n < sizeof(root));
-	ck_assert_msg(mkdtemp(root) != NULL, "mkdtemp %s: %s", root, strerror(errno));
+	tu_mkdtemp_in(root, sizeof(root), base, "t-XXXXXX");
 }
 
 static void

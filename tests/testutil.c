@@ -22,6 +22,19 @@
 #include <math.h>
 #include <setjmp.h>
 
+void
+tu_mkdtemp_in(char *buf, size_t n, const char *parent, const char *pattern)
+{
+	const char *t = getenv("TMPDIR");
+	int len;
+
+	if (parent == NULL)
+		parent = t != NULL && *t != '\0' ? t : "/tmp";
+	len = snprintf(buf, n, "%s/%s", parent, pattern);
+	ck_assert_msg(len > 0 && (size_t)len < n, "path too long: %s/%s", parent, pattern);
+	ck_assert_msg(mkdtemp(buf) != NULL, "mkdtemp %s: %s", buf, strerror(errno));
+}
+
 char *
 tu_tmpdir(void)
 {
@@ -217,17 +230,26 @@ tu_wait(pid_t pid)
 	return status_of(st);
 }
 
+/* The first n bytes of a file (fewer if it is shorter); their count, 0 on error. */
+static size_t
+head_of(const char *path, unsigned char *b, size_t n)
+{
+	FILE *f = fopen(path, "rb");
+	size_t got;
+
+	if (f == NULL)
+		return 0;
+	got = fread(b, 1, n, f);
+	fclose(f);
+	return got;
+}
+
 int
 tu_is_image(const char *path)
 {
 	unsigned char b[8];
-	FILE *f = fopen(path, "rb");
-	size_t n;
+	size_t n = head_of(path, b, sizeof(b));
 
-	if (f == NULL)
-		return 0;
-	n = fread(b, 1, sizeof(b), f);
-	fclose(f);
 	return (n >= 3 && b[0] == 0xff && b[1] == 0xd8 && b[2] == 0xff) ||
 	    (n == 8 && memcmp(b, "\x89PNG\r\n\x1a\n", 8) == 0);
 }
@@ -490,14 +512,8 @@ int
 tu_is_other_image(const char *path)
 {
 	unsigned char b[12];
-	FILE *f = fopen(path, "rb");
-	size_t n;
 
-	if (f == NULL)
-		return 0;
-	n = fread(b, 1, sizeof(b), f);
-	fclose(f);
-	if (n < 12)
+	if (head_of(path, b, sizeof(b)) < 12)
 		return 0;
 	return (memcmp(b, "RIFF", 4) == 0 && memcmp(b + 8, "WEBP", 4) == 0) ||
 	    memcmp(b, "II*\0", 4) == 0 || memcmp(b, "MM\0*", 4) == 0 ||

@@ -11,6 +11,9 @@
 
 /* mkdtemp under $TMPDIR or /tmp; returns a malloc'ed path. */
 char *tu_tmpdir(void);
+/* mkdtemp of parent/pattern (parent NULL: $TMPDIR or /tmp) into buf; aborts the test on
+ * failure. */
+void tu_mkdtemp_in(char *buf, size_t n, const char *parent, const char *pattern);
 /* rm -rf */
 void tu_rmrf(const char *path);
 /* Copy a file; 0 or -1. */
