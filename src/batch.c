@@ -268,6 +268,7 @@ scan_input(const struct opts *o, const struct state *st, const struct stat *ost,
 	so.exclude_ino = ost->st_ino;
 	so.fail = scan_failed_sc;
 	so.max_size = o->max_file_size;
+	so.allow = o->allow;
 	so.want = want;
 	so.uptodate = have_out ? uptodate : NULL;
 	so.ctx = &sc;
@@ -320,6 +321,7 @@ build(struct run *r, const struct opts *o, const struct plan *plan, const struct
 	memcpy(r->shm.hdr->background, o->background, 3);
 	r->shm.hdr->max_pixels = o->max_pixels;
 	r->shm.hdr->max_memory = o->max_memory;
+	r->shm.hdr->allow = o->allow;
 	for (unsigned i = 0; i < o->nsizes; i++) {
 		r->shm.hdr->sizes[i].width = o->sizes[i].width;
 		r->shm.hdr->sizes[i].height = o->sizes[i].height;

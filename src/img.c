@@ -101,8 +101,13 @@ quiet(const gchar *domain, GLogLevelFlags level, const gchar *msg, gpointer data
 }
 
 int
-img_init(const char *argv0, char *err, size_t errsz)
+img_init(const char *argv0, unsigned allow, char *err, size_t errsz)
 {
+	static const struct { unsigned bit; const char *base; } loaders[] = {
+		{ SCAN_ALLOW_SVG, "VipsForeignLoadSvg" }, { SCAN_ALLOW_PDF, "VipsForeignLoadPdf" },
+		{ SCAN_ALLOW_JP2K, "VipsForeignLoadJp2k" }, { SCAN_ALLOW_JXL, "VipsForeignLoadJxl" },
+	};
+
 	if (VIPS_INIT(argv0) != 0) {
 		errf(err, errsz, "cannot start libvips: %s", vips_error_buffer());
 		vips_error_clear();
@@ -112,8 +117,12 @@ img_init(const char *argv0, char *err, size_t errsz)
 	vips_cache_set_max(0);
 	vips_cache_set_max_mem(0);
 	g_log_set_handler("VIPS", G_LOG_LEVEL_WARNING | G_LOG_LEVEL_MESSAGE, quiet, NULL);
-	/* SVG, PDF, ImageMagick and the like are not for files from strangers */
+	/* SVG, PDF, ImageMagick and the like are not for files from strangers, unless the
+	 * operator names them */
 	vips_block_untrusted_set(TRUE);
+	for (size_t i = 0; i < sizeof(loaders) / sizeof(loaders[0]); i++)
+		if (allow & loaders[i].bit)
+			vips_operation_block_set(loaders[i].base, FALSE);
 	return 0;
 }
 
@@ -1475,7 +1484,7 @@ img_thumbnail(const unsigned char *src, size_t len, const struct img_settings *s
 	int rc;
 
 	memset(&p, 0, sizeof(p));
-	switch (scan_sniff(src, len)) {
+	switch (scan_sniff(src, len, s->allow)) {
 	case SCAN_JPEG:
 		rc = decode_jpeg(src, len, s, &p, err, errsz);
 		break;

@@ -24,7 +24,7 @@ enum {
 	OPT_IO_THREADS = 256, OPT_QUALITY, OPT_SLOT_SIZE, OPT_NO_ROTATE, OPT_FORMAT,
 	OPT_BACKGROUND, OPT_KEEP_METADATA, OPT_PROGRESSIVE, OPT_FORCE, OPT_PRUNE, OPT_WAIT,
 	OPT_REPORT, OPT_FILES_FROM, OPT_SHARD, OPT_MAX_PIXELS, OPT_MAX_FILE_SIZE, OPT_MAX_MEMORY,
-	OPT_TIMEOUT
+	OPT_TIMEOUT, OPT_ALLOW_LOADER
 };
 
 /*
@@ -70,13 +70,15 @@ static const struct option longopts[] = {
 	{ "max-file-size", required_argument, NULL, OPT_MAX_FILE_SIZE },
 	{ "max-memory", required_argument, NULL, OPT_MAX_MEMORY },
 	{ "timeout", required_argument, NULL, OPT_TIMEOUT },
+	{ "allow-loader", required_argument, NULL, OPT_ALLOW_LOADER },
 	{ NULL, 0, NULL, 0 }
 };
 
 void
 opts_usage(FILE *fp)
 {
-	fputs("usage: thumbr [-0hnqVv] [-j N] [-s SIZE]... [--background COLOUR] [--force]\n"
+	fputs("usage: thumbr [-0hnqVv] [-j N] [-s SIZE]... [--allow-loader NAME]...\n"
+	    "              [--background COLOUR] [--force]\n"
 	    "              [--files-from FILE] [--format jpeg|png|webp] [--io-threads N]\n"
 	    "              [--keep-metadata] [--max-file-size BYTES] [--max-memory BYTES]\n"
 	    "              [--max-pixels N] [--no-rotate] [--progressive] [--prune]\n"
@@ -118,6 +120,8 @@ help(void)
 	    "      --max-memory BYTES  address space of a worker (k, M, G; 0: none);\n"
 	    "                        default 2G\n"
 	    "      --timeout SECONDS per image, then the worker is killed; default 60\n"
+	    "      --allow-loader NAME  turn on a loader libvips marks unsafe for untrusted\n"
+	    "                        files: svgload, pdfload, jp2kload or jxlload\n"
 	    "  -h, --help            show this help\n"
 	    "  -V, --version         show the version\n"
 	    "\nExit status: 0 all done, 1 some images failed, 2 usage error,\n"
@@ -403,6 +407,22 @@ opts_parse(struct opts *o, int argc, char **argv, char *err, size_t errsz)
 			}
 			*(c == OPT_MAX_PIXELS ? &o->max_pixels : c == OPT_MAX_FILE_SIZE ?
 			    &o->max_file_size : &o->max_memory) = v;
+			break;
+		}
+		case OPT_ALLOW_LOADER: {
+			static const char *const names[] = { "svgload", "pdfload", "jp2kload",
+			    "jxlload" };
+			unsigned bit = 0;
+
+			for (unsigned i = 0; i < 4; i++)
+				if (strcmp(optarg, names[i]) == 0)
+					bit = 1u << i;
+			if (bit == 0) {
+				errf(err, errsz, "bad loader '%s': want svgload, pdfload, jp2kload or "
+				    "jxlload (thumbr must recognise its files)", optarg);
+				return OPTS_USAGE;
+			}
+			o->allow |= bit;
 			break;
 		}
 		case OPT_TIMEOUT: {

@@ -21,7 +21,7 @@
 
 
 int
-scan_sniff(const unsigned char *p, size_t n)
+scan_sniff(const unsigned char *p, size_t n, unsigned allow)
 {
 	static const unsigned char png[8] = { 0x89, 'P', 'N', 'G', '\r', '\n', 0x1a, '\n' };
 
@@ -39,6 +39,17 @@ scan_sniff(const unsigned char *p, size_t n)
 	    (memcmp(p + 8, "heic", 4) == 0 || memcmp(p + 8, "heix", 4) == 0 ||
 	    memcmp(p + 8, "mif1", 4) == 0 || memcmp(p + 8, "msf1", 4) == 0 ||
 	    memcmp(p + 8, "avif", 4) == 0))
+		return SCAN_VIPS;
+	if ((allow & SCAN_ALLOW_SVG) && ((n >= 5 && memcmp(p, "<?xml", 5) == 0) ||
+	    (n >= 4 && memcmp(p, "<svg", 4) == 0)))
+		return SCAN_VIPS;
+	if ((allow & SCAN_ALLOW_PDF) && n >= 5 && memcmp(p, "%PDF-", 5) == 0)
+		return SCAN_VIPS;
+	if ((allow & SCAN_ALLOW_JP2K) && ((n >= 12 && memcmp(p, "\0\0\0\x0cjP  \r\n\x87\n", 12) == 0) ||
+	    (n >= 4 && memcmp(p, "\xff\x4f\xff\x51", 4) == 0)))
+		return SCAN_VIPS;
+	if ((allow & SCAN_ALLOW_JXL) && ((n >= 2 && memcmp(p, "\xff\x0a", 2) == 0) ||
+	    (n >= 12 && memcmp(p, "\0\0\0\x0cJXL \r\n\x87\n", 12) == 0)))
 		return SCAN_VIPS;
 	return 0;
 }
@@ -139,7 +150,7 @@ file(int dfd, const char *name, char *rel, const struct stat *st, const struct s
 		free(rel);
 		return;
 	}
-	kind = scan_sniff(head, (size_t)n);
+	kind = scan_sniff(head, (size_t)n, so->allow);
 	if (kind != 0) {
 		add(res, rel, st, kind, 0);
 		return;

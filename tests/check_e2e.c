@@ -1308,6 +1308,31 @@ START_TEST(failed_write_reported_not_left)
 }
 END_TEST
 
+
+/* SVG's loader is one libvips marks unsafe for untrusted files: off unless asked for. */
+START_TEST(untrusted_loaders_only_by_name)
+{
+	static const char svg[] = "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"400\" "
+	    "height=\"200\"><rect width=\"400\" height=\"200\" fill=\"#c00\"/></svg>\n";
+	char *in = tu_join(tmp, "in"), *out = tu_join(tmp, "out"), *o2 = tu_join(tmp, "o2");
+	char *src = tu_join(in, "drawing.svg"), *t = tu_join(o2, "256/drawing.jpg"), *err = NULL;
+	char *off[] = { (char *)tu_bin(), in, out, NULL };
+	char *on[] = { (char *)tu_bin(), "--allow-loader", "svgload", in, o2, NULL };
+	char *bad[] = { (char *)tu_bin(), "--allow-loader", "magickload", in, o2, NULL };
+	unsigned w, h;
+
+	ck_assert_int_eq(tu_write(src, svg, sizeof(svg) - 1), 0);
+	ck_assert_int_eq(tu_run(off, NULL, &err), 0);
+	ck_assert_msg(strstr(err, "0 images, 0 thumbnails, 0 failed, 1 skipped"), "%s", err);
+	free(err);
+	ck_assert_int_eq(tu_run(on, NULL, &err), 0);
+	ck_assert_msg(tu_image_size(t, &w, &h) == 0 && w == 256 && h == 128, "%s", err);
+	free(err);
+	ck_assert_int_eq(tu_run(bad, NULL, NULL), 2);   /* nothing to recognise its files by */
+	free(in), free(out), free(o2), free(src), free(t);
+}
+END_TEST
+
 Suite *
 e2e_suite(void)
 {
@@ -1346,6 +1371,7 @@ e2e_suite(void)
 	tcase_add_test(t, limits_refuse_fast);
 	tcase_add_test(t, mutants_thumbnailed_or_reported);
 	tcase_add_test(t, failed_write_reported_not_left);
+	tcase_add_test(t, untrusted_loaders_only_by_name);
 	suite_add_tcase(s, t);
 	return s;
 }

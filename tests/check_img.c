@@ -104,7 +104,7 @@ thumb(const char *rel, const struct img_box *boxes, unsigned n, struct got *g, c
 	char *path = tu_join(tu_testdata(), rel);
 	size_t len;
 	unsigned char *src = (unsigned char *)tu_slurp(path, &len);
-	struct img_settings s = { boxes, n, 80, 1, IMG_JPEG, { 255, 255, 255 }, 0, 0, 0 };
+	struct img_settings s = { boxes, n, 80, 1, IMG_JPEG, { 255, 255, 255 }, 0, 0, 0, 0 };
 	int rc;
 
 	ck_assert_msg(src != NULL, "cannot read %s", path);
@@ -120,7 +120,7 @@ setup(void)
 {
 	char err[256];
 
-	ck_assert_msg(img_init("check_thumbr", err, sizeof(err)) == 0, "%s", err);
+	ck_assert_msg(img_init("check_thumbr", 0, err, sizeof(err)) == 0, "%s", err);
 }
 
 START_TEST(jpeg_two_sizes_one_decode)
@@ -171,7 +171,7 @@ START_TEST(broken_inputs_fail_with_a_reason)
 	char *path = tu_join(tu_testdata(), "libjpeg-turbo/testorig.jpg");
 	size_t len;
 	unsigned char *src = (unsigned char *)tu_slurp(path, &len);
-	struct img_settings s = { &b, 1, 80, 1, IMG_JPEG, { 255, 255, 255 }, 0, 0, 0 };
+	struct img_settings s = { &b, 1, 80, 1, IMG_JPEG, { 255, 255, 255 }, 0, 0, 0, 0 };
 
 	/* truncated JPEG: refused, never a grey half-image */
 	err[0] = '\0';
@@ -210,7 +210,7 @@ START_TEST(close_to_an_exact_reference)
 	size_t len;
 	unsigned char *src = (unsigned char *)tu_slurp(path, &len), *rp, *fp;
 	unsigned fw, fh;
-	struct img_settings s = { &b, 1, 95, 1, IMG_JPEG, { 255, 255, 255 }, 0, 0, 0 };
+	struct img_settings s = { &b, 1, 95, 1, IMG_JPEG, { 255, 255, 255 }, 0, 0, 0, 0 };
 	unsigned w, h;
 	double db;
 
@@ -320,7 +320,7 @@ START_TEST(progressive_dc_scans_suffice)
 	unsigned char *px = tu_jpeg_rgb(path, &w, &h), *prog;
 	unsigned long plen;
 	struct img_box b = { 64, 64, IMG_FIT };
-	struct img_settings s = { &b, 1, 95, 1, IMG_JPEG, { 255, 255, 255 }, 0, 0, 0 };
+	struct img_settings s = { &b, 1, 95, 1, IMG_JPEG, { 255, 255, 255 }, 0, 0, 0, 0 };
 	struct got g1, g2;
 	char err[256];
 	size_t ac;

@@ -192,24 +192,31 @@ START_TEST(test_sniff)
 	static const unsigned char gif[] = "GIF89a\x01\x00";
 	static const unsigned char almost[] = { 0xff, 0xd8, 0xfe, 0xe0 };
 
-	ck_assert_int_eq(scan_sniff(jpeg_sig, 3), SCAN_JPEG);
-	ck_assert_int_eq(scan_sniff(jpeg_long, sizeof(jpeg_long)), SCAN_JPEG);
-	ck_assert_int_eq(scan_sniff(png_sig, 8), SCAN_PNG);
+	ck_assert_int_eq(scan_sniff(jpeg_sig, 3, 0), SCAN_JPEG);
+	ck_assert_int_eq(scan_sniff(jpeg_long, sizeof(jpeg_long), 0), SCAN_JPEG);
+	ck_assert_int_eq(scan_sniff(png_sig, 8, 0), SCAN_PNG);
 	/* short: the bytes are there, but n says they are not */
-	ck_assert_int_eq(scan_sniff(jpeg_sig, 2), 0);
-	ck_assert_int_eq(scan_sniff(png_sig, 7), 0);
-	ck_assert_int_eq(scan_sniff(png_sig, 0), 0);
+	ck_assert_int_eq(scan_sniff(jpeg_sig, 2, 0), 0);
+	ck_assert_int_eq(scan_sniff(png_sig, 7, 0), 0);
+	ck_assert_int_eq(scan_sniff(png_sig, 0, 0), 0);
 	/* garbage and near misses */
-	ck_assert_int_eq(scan_sniff(png_crlf, sizeof(png_crlf)), 0);
-	ck_assert_int_eq(scan_sniff(gif, 8), SCAN_VIPS);        /* decoded through libvips */
-	ck_assert_int_eq(scan_sniff((const unsigned char *)"RIFF\1\0\0\0WEBPVP8 ", 16), SCAN_VIPS);
-	ck_assert_int_eq(scan_sniff((const unsigned char *)"RIFF\1\0\0\0WAVEfmt ", 16), 0);
-	ck_assert_int_eq(scan_sniff((const unsigned char *)"II*\0\10\0\0\0", 8), SCAN_VIPS);
-	ck_assert_int_eq(scan_sniff((const unsigned char *)"\0\0\0\30ftypheic\0\0\0\0", 16),
+	ck_assert_int_eq(scan_sniff(png_crlf, sizeof(png_crlf), 0), 0);
+	ck_assert_int_eq(scan_sniff(gif, 8, 0), SCAN_VIPS);        /* decoded through libvips */
+	ck_assert_int_eq(scan_sniff((const unsigned char *)"RIFF\1\0\0\0WEBPVP8 ", 16, 0), SCAN_VIPS);
+	ck_assert_int_eq(scan_sniff((const unsigned char *)"RIFF\1\0\0\0WAVEfmt ", 16, 0), 0);
+	ck_assert_int_eq(scan_sniff((const unsigned char *)"II*\0\10\0\0\0", 8, 0), SCAN_VIPS);
+	ck_assert_int_eq(scan_sniff((const unsigned char *)"\0\0\0\30ftypheic\0\0\0\0", 16, 0),
 	    SCAN_VIPS);
-	ck_assert_int_eq(scan_sniff((const unsigned char *)"\0\0\0\30ftypisom\0\0\0\0", 16), 0);
-	ck_assert_int_eq(scan_sniff(almost, sizeof(almost)), 0);
-	ck_assert_int_eq(scan_sniff((const unsigned char *)"\0\0\0\0\0\0\0\0", 8), 0);
+	ck_assert_int_eq(scan_sniff((const unsigned char *)"\0\0\0\30ftypisom\0\0\0\0", 16, 0), 0);
+	/* formats of untrusted loaders: only when allowed, each by itself */
+	ck_assert_int_eq(scan_sniff((const unsigned char *)"<svg xmlns=", 11, 0), 0);
+	ck_assert_int_eq(scan_sniff((const unsigned char *)"<svg xmlns=", 11, SCAN_ALLOW_SVG),
+	    SCAN_VIPS);
+	ck_assert_int_eq(scan_sniff((const unsigned char *)"%PDF-1.7", 8, SCAN_ALLOW_SVG), 0);
+	ck_assert_int_eq(scan_sniff((const unsigned char *)"%PDF-1.7", 8, SCAN_ALLOW_PDF),
+	    SCAN_VIPS);
+	ck_assert_int_eq(scan_sniff(almost, sizeof(almost), 0), 0);
+	ck_assert_int_eq(scan_sniff((const unsigned char *)"\0\0\0\0\0\0\0\0", 8, 0), 0);
 }
 END_TEST
 

@@ -36,6 +36,7 @@ struct img_settings {
 	int keep_metadata;      /* copy EXIF and XMP, tag sRGB */
 	int progressive;        /* progressive JPEG */
 	uint64_t max_pixels;    /* refuse larger images before decoding (0: no limit) */
+	unsigned allow;         /* SCAN_ALLOW_*: untrusted loaders the operator turned on */
 };
 
 /* Called once per box with the encoded thumbnail; data is valid during the call only.
@@ -43,8 +44,9 @@ struct img_settings {
 typedef int img_emit_fn(void *ctx, unsigned box, unsigned width, unsigned height,
     const void *data, size_t len, char *err, size_t errsz);
 
-/* Start libvips in this process (workers only), loaders marked untrusted blocked.  0 or -1. */
-int img_init(const char *argv0, char *err, size_t errsz);
+/* Start libvips in this process (workers only), loaders marked untrusted blocked but for
+ * those in allow (SCAN_ALLOW_*).  0 or -1. */
+int img_init(const char *argv0, unsigned allow, char *err, size_t errsz);
 
 /* The size of a w x h image fitted into box: aspect kept, never enlarged, at least 1x1. */
 void img_fit(uint32_t w, uint32_t h, const struct img_box *box, uint32_t *tw, uint32_t *th);

@@ -45,6 +45,7 @@ struct opts {
 	uint64_t max_file_size;         /* refused before reading */
 	uint64_t max_memory;            /* address space of a worker (0: none) */
 	unsigned timeout_ms;            /* per image; the worker is killed and replaced */
+	unsigned allow;                 /* SCAN_ALLOW_*: untrusted libvips loaders turned on */
 	uint64_t slot_size;             /* largest source sent through shared memory */
 };
 

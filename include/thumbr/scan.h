@@ -50,6 +50,7 @@ struct scan_opts {
 	int exclude;                    /* whether exclude_* is set */
 	scan_fail_fn *fail;
 	uint64_t max_size;              /* larger files are reported, not opened (0: no limit) */
+	unsigned allow;                 /* SCAN_ALLOW_*: loaders the operator turned on */
 	/* optional: 0 leaves a file out entirely (another shard's) */
 	int (*want)(void *ctx, const char *rel);
 	/* optional: 1 when a file's thumbnails are all up to date, so it need not be opened
@@ -59,8 +60,15 @@ struct scan_opts {
 };
 
 #define SCAN_SNIFF_BYTES 16
-/* Sniff a file's first bytes (SCAN_SNIFF_BYTES are enough): an enum scan_kind, or 0. */
-int scan_sniff(const unsigned char *p, size_t n);
+/* Formats whose libvips loaders are marked unsafe for untrusted files: recognised only when
+ * the operator allows their loader by name (--allow-loader). */
+#define SCAN_ALLOW_SVG 1u
+#define SCAN_ALLOW_PDF 2u
+#define SCAN_ALLOW_JP2K 4u
+#define SCAN_ALLOW_JXL 8u
+/* Sniff a file's first bytes (SCAN_SNIFF_BYTES are enough): an enum scan_kind, or 0; the
+ * formats in allow (SCAN_ALLOW_*) count as SCAN_VIPS too. */
+int scan_sniff(const unsigned char *p, size_t n, unsigned allow);
 
 /* Walk root; entries come out sorted by rel (bytewise).  0, or -1 when root cannot be
  * opened at all (err says why). */

@@ -60,6 +60,7 @@ struct shm_hdr {
 	uint8_t background[4];          /* RGB that JPEG output is flattened onto */
 	uint64_t max_pixels;            /* refuse larger images before decoding */
 	uint64_t max_memory;            /* RLIMIT_AS of a worker, 0 for none */
+	uint32_t allow;                 /* SCAN_ALLOW_*: untrusted loaders turned on */
 	struct shm_size sizes[SHM_MAX_SIZES];
 };
 
