@@ -13,6 +13,7 @@
 #include "thumbr/plan.h"
 #include "thumbr/scan.h"
 #include "suites.h"
+#include "testutil.h"
 
 struct src {
 	const char *rel;
@@ -42,45 +43,6 @@ mkscan(struct scan_result *s, const struct src *v, size_t n)
 #define MKSCAN(s, arr) mkscan((s), (arr), sizeof(arr) / sizeof((arr)[0]))
 
 /* What the fail callback was told. */
-struct fails {
-	size_t n;
-	char *rel[16];
-	char *reason[16];
-};
-
-static void
-record_fail(void *ctx, const char *rel, const char *reason)
-{
-	struct fails *f = ctx;
-
-	ck_assert_ptr_nonnull(rel);
-	ck_assert_ptr_nonnull(reason);
-	ck_assert_uint_lt(f->n, 16);
-	f->rel[f->n] = strdup(rel);
-	f->reason[f->n] = strdup(reason);
-	f->n++;
-}
-
-static void
-fails_free(struct fails *f)
-{
-	for (size_t i = 0; i < f->n; i++) {
-		free(f->rel[i]);
-		free(f->reason[i]);
-	}
-	memset(f, 0, sizeof(*f));
-}
-
-/* Index of the report about rel, or -1. */
-static long
-fail_index(const struct fails *f, const char *rel)
-{
-	for (size_t i = 0; i < f->n; i++)
-		if (strcmp(f->rel[i], rel) == 0)
-			return (long)i;
-	return -1;
-}
-
 /* The job whose source is rel, or NULL. */
 static const struct plan_job *
 job_of(const struct plan *p, const char *rel)
@@ -141,11 +103,11 @@ START_TEST(test_build_nested)
 		{ "z.jpeg", 20, SCAN_JPEG },
 	};
 	struct scan_result s;
-	struct fails f = { 0 };
+	struct tu_fails f = { 0 };
 	struct plan p;
 
 	MKSCAN(&s, in);
-	plan_build(&p, &s, ".jpg", record_fail, &f);
+	plan_build(&p, &s, ".jpg", tu_fail_record, &f);
 	ck_assert_uint_eq(f.n, 0);
 	ck_assert_uint_eq(p.collisions, 0);
 	ck_assert_uint_eq(p.n, 3);
@@ -172,11 +134,11 @@ END_TEST
 START_TEST(test_build_empty)
 {
 	struct scan_result s;
-	struct fails f = { 0 };
+	struct tu_fails f = { 0 };
 	struct plan p;
 
 	memset(&s, 0, sizeof(s));
-	plan_build(&p, &s, ".jpg", record_fail, &f);
+	plan_build(&p, &s, ".jpg", tu_fail_record, &f);
 	ck_assert_uint_eq(p.n, 0);
 	ck_assert_uint_eq(p.collisions, 0);
 	ck_assert_uint_eq(f.n, 0);
@@ -193,12 +155,12 @@ START_TEST(test_build_collision)
 		{ "b.png", 50, SCAN_PNG },
 	};
 	struct scan_result s;
-	struct fails f = { 0 };
+	struct tu_fails f = { 0 };
 	struct plan p;
 	const struct plan_job *j;
 
 	MKSCAN(&s, in);
-	plan_build(&p, &s, ".jpg", record_fail, &f);
+	plan_build(&p, &s, ".jpg", tu_fail_record, &f);
 	ck_assert_uint_eq(p.collisions, 1);
 	ck_assert_uint_eq(f.n, 1);
 	ck_assert_str_eq(f.rel[0], "a.png");
@@ -213,7 +175,7 @@ START_TEST(test_build_collision)
 	ck_assert_ptr_nonnull(job_of(&p, "b.png"));
 	plan_free(&p);
 	scan_free(&s);
-	fails_free(&f);
+	tu_fails_free(&f);
 }
 END_TEST
 
@@ -227,11 +189,11 @@ START_TEST(test_build_collision_nested_case)
 		{ "e/a.png", 3, SCAN_PNG },
 	};
 	struct scan_result s;
-	struct fails f = { 0 };
+	struct tu_fails f = { 0 };
 	struct plan p;
 
 	MKSCAN(&s, in);
-	plan_build(&p, &s, ".jpg", record_fail, &f);
+	plan_build(&p, &s, ".jpg", tu_fail_record, &f);
 	ck_assert_uint_eq(p.collisions, 1);
 	ck_assert_uint_eq(f.n, 1);
 	ck_assert_str_eq(f.rel[0], "d/a.png");
@@ -245,7 +207,7 @@ START_TEST(test_build_collision_nested_case)
 	ck_assert_ptr_null(job_of(&p, "d/a.png"));
 	plan_free(&p);
 	scan_free(&s);
-	fails_free(&f);
+	tu_fails_free(&f);
 }
 END_TEST
 
@@ -258,20 +220,20 @@ START_TEST(test_build_collision_three)
 		{ "b.png", 4, SCAN_PNG },
 	};
 	struct scan_result s;
-	struct fails f = { 0 };
+	struct tu_fails f = { 0 };
 	struct plan p;
 	long i;
 
 	MKSCAN(&s, in);
-	plan_build(&p, &s, ".jpg", record_fail, &f);
+	plan_build(&p, &s, ".jpg", tu_fail_record, &f);
 	ck_assert_uint_eq(p.collisions, 2);
 	ck_assert_uint_eq(f.n, 2);
 	/* "a.jpeg" < "a.jpg" < "a.png": a.jpeg keeps a.jpg, even over a.jpg itself */
-	i = fail_index(&f, "a.jpg");
+	i = tu_fail_index(&f, "a.jpg");
 	ck_assert_int_ge(i, 0);
 	ck_assert_msg(strstr(f.reason[i], "a.jpeg") != NULL, "reason for a.jpg: %s",
 	    f.reason[i]);
-	i = fail_index(&f, "a.png");
+	i = tu_fail_index(&f, "a.png");
 	ck_assert_int_ge(i, 0);
 	ck_assert_msg(strstr(f.reason[i], "a.jpeg") != NULL, "reason for a.png: %s",
 	    f.reason[i]);
@@ -283,7 +245,7 @@ START_TEST(test_build_collision_three)
 	ck_assert_ptr_null(job_of(&p, "a.png"));
 	plan_free(&p);
 	scan_free(&s);
-	fails_free(&f);
+	tu_fails_free(&f);
 }
 END_TEST
 
@@ -295,11 +257,11 @@ START_TEST(test_build_collision_noext)
 		{ "a.png", 8, SCAN_PNG },
 	};
 	struct scan_result s;
-	struct fails f = { 0 };
+	struct tu_fails f = { 0 };
 	struct plan p;
 
 	MKSCAN(&s, in);
-	plan_build(&p, &s, ".jpg", record_fail, &f);
+	plan_build(&p, &s, ".jpg", tu_fail_record, &f);
 	ck_assert_uint_eq(p.collisions, 1);
 	ck_assert_uint_eq(f.n, 1);
 	ck_assert_str_eq(f.rel[0], "a.png");
@@ -308,7 +270,7 @@ START_TEST(test_build_collision_noext)
 	ck_assert_str_eq(p.jobs[0].out_rel, "a.jpg");
 	plan_free(&p);
 	scan_free(&s);
-	fails_free(&f);
+	tu_fails_free(&f);
 }
 END_TEST
 
@@ -326,11 +288,11 @@ START_TEST(test_build_no_collision)
 	static const char *out[] = { "a.jpg", "a.jpg.jpg", "a.png.d/a.jpg", "x/a.jpg",
 		"y/a.jpg", "y/z/a.jpg" };
 	struct scan_result s;
-	struct fails f = { 0 };
+	struct tu_fails f = { 0 };
 	struct plan p;
 
 	MKSCAN(&s, in);
-	plan_build(&p, &s, ".jpg", record_fail, &f);
+	plan_build(&p, &s, ".jpg", tu_fail_record, &f);
 	ck_assert_uint_eq(f.n, 0);
 	ck_assert_uint_eq(p.collisions, 0);
 	ck_assert_uint_eq(p.n, 6);
@@ -343,7 +305,7 @@ START_TEST(test_build_no_collision)
 	}
 	plan_free(&p);
 	scan_free(&s);
-	fails_free(&f);
+	tu_fails_free(&f);
 }
 END_TEST
 
@@ -361,11 +323,11 @@ START_TEST(test_build_biggest_first)
 	static const char *want[] = { "d.png", "g.jpg", "b.jpg", "e.jpg", "c.png", "a.jpg",
 		"f.jpg" };
 	struct scan_result s;
-	struct fails f = { 0 };
+	struct tu_fails f = { 0 };
 	struct plan p;
 
 	MKSCAN(&s, in);
-	plan_build(&p, &s, ".jpg", record_fail, &f);
+	plan_build(&p, &s, ".jpg", tu_fail_record, &f);
 	ck_assert_uint_eq(p.n, 7);
 	for (size_t i = 0; i < p.n; i++) {
 		ck_assert_str_eq(p.jobs[i].rel, want[i]);

@@ -112,43 +112,6 @@ link_to(const char *target, const char *rel)
 }
 
 /* What the fail callback was told. */
-struct fails {
-	size_t n;
-	char *rel[16];
-	char *reason[16];
-};
-
-static void
-record_fail(void *ctx, const char *rel, const char *reason)
-{
-	struct fails *f = ctx;
-
-	if (f->n < 16) {
-		f->rel[f->n] = strdup(rel);
-		f->reason[f->n] = strdup(reason);
-	}
-	f->n++;
-}
-
-static void
-fails_free(struct fails *f)
-{
-	for (size_t i = 0; i < f->n && i < 16; i++) {
-		free(f->rel[i]);
-		free(f->reason[i]);
-	}
-	memset(f, 0, sizeof(*f));
-}
-
-static long
-fail_index(const struct fails *f, const char *rel)
-{
-	for (size_t i = 0; i < f->n && i < 16; i++)
-		if (strcmp(f->rel[i], rel) == 0)
-			return (long)i;
-	return -1;
-}
-
 static const struct scan_entry *
 entry_of(const struct scan_result *r, const char *rel)
 {
@@ -160,7 +123,7 @@ entry_of(const struct scan_result *r, const char *rel)
 
 /* scan_tree(root) reporting into f; so may be NULL for no exclusion. */
 static void
-scan(struct scan_result *r, struct scan_opts *so, struct fails *f)
+scan(struct scan_result *r, struct scan_opts *so, struct tu_fails *f)
 {
 	struct scan_opts none;
 	char err[256] = "";
@@ -169,7 +132,7 @@ scan(struct scan_result *r, struct scan_opts *so, struct fails *f)
 		memset(&none, 0, sizeof(none));
 		so = &none;
 	}
-	so->fail = record_fail;
+	so->fail = tu_fail_record;
 	so->ctx = f;
 	ck_assert_msg(scan_tree(root, so, r, err, sizeof(err)) == 0, "scan_tree: %s", err);
 }
@@ -228,7 +191,7 @@ START_TEST(test_nested_sorted)
 		"pngnamed.jpg", "z/y/x/w.png",
 	};
 	struct scan_result r;
-	struct fails f = { 0 };
+	struct tu_fails f = { 0 };
 
 	mkd("a");
 	mkd("a/c");
@@ -262,7 +225,7 @@ END_TEST
 START_TEST(test_empty_root)
 {
 	struct scan_result r;
-	struct fails f = { 0 };
+	struct tu_fails f = { 0 };
 
 	scan(&r, NULL, &f);
 	ck_assert_uint_eq(r.n, 0);
@@ -276,7 +239,7 @@ START_TEST(test_dot_entries)
 {
 	static const char *const want[] = { "sub/visible.png", "visible.jpg" };
 	struct scan_result r;
-	struct fails f = { 0 };
+	struct tu_fails f = { 0 };
 
 	mkd(".git");
 	mkd(".git/objects");
@@ -305,7 +268,7 @@ START_TEST(test_non_images)
 	static const char *const failing[] = { "d/fake.png", "empty.png", "fake.jpg",
 		"shout.JPEG", "x.jpe" };
 	struct scan_result r;
-	struct fails f = { 0 };
+	struct tu_fails f = { 0 };
 
 	mkd("d");
 	put_jpeg("ok.jpg", 10);
@@ -323,16 +286,16 @@ START_TEST(test_non_images)
 	ck_assert_uint_eq(r.failed, 6);
 	ck_assert_uint_eq(f.n, 6);
 	for (size_t i = 0; i < sizeof(failing) / sizeof(failing[0]); i++) {
-		long k = fail_index(&f, failing[i]);
+		long k = tu_fail_index(&f, failing[i]);
 
 		ck_assert_msg(k >= 0, "%s was not reported", failing[i]);
 		ck_assert_msg(f.reason[k][0] != '\0', "%s: empty reason", failing[i]);
 	}
-	ck_assert_int_ge(fail_index(&f, "d/short.jpg"), 0);
+	ck_assert_int_ge(tu_fail_index(&f, "d/short.jpg"), 0);
 	ck_assert_uint_eq(r.n, 2);
 	ck_assert_ptr_nonnull(entry_of(&r, "ok.jpg"));
 	ck_assert_ptr_nonnull(entry_of(&r, "almost.png.txt"));
-	fails_free(&f);
+	tu_fails_free(&f);
 	scan_free(&r);
 }
 END_TEST
@@ -341,7 +304,7 @@ START_TEST(test_symlinks)
 {
 	static const char *const want[] = { "img.jpg", "sub/in.png" };
 	struct scan_result r;
-	struct fails f = { 0 };
+	struct tu_fails f = { 0 };
 
 	mkd("sub");
 	put_jpeg("img.jpg", 10);
@@ -368,7 +331,7 @@ START_TEST(test_special_files)
 	static const char *const want[] = { "img.png" };
 	struct sockaddr_un sa;
 	struct scan_result r;
-	struct fails f = { 0 };
+	struct tu_fails f = { 0 };
 	int s;
 
 	put_png("img.png", 10);
@@ -398,7 +361,7 @@ START_TEST(test_exclude)
 	static const char *const kept[] = { "deep/out/x.jpg", "in.jpg" };
 	struct scan_opts so;
 	struct scan_result r;
-	struct fails f = { 0 };
+	struct tu_fails f = { 0 };
 	struct stat st;
 
 	mkd("out");
@@ -422,7 +385,7 @@ START_TEST(test_exclude)
 	ck_assert_uint_eq(r.failed, 1);
 	ck_assert_uint_eq(r.skipped, 1);
 	scan_free(&r);
-	fails_free(&f);
+	tu_fails_free(&f);
 
 	so.exclude = 1;
 	scan(&r, &so, &f);
@@ -449,7 +412,7 @@ START_TEST(test_odd_names)
 	};
 
 	struct scan_result r;
-	struct fails f = { 0 };
+	struct tu_fails f = { 0 };
 
 	mkd("\xc3\xa9t\xc3\xa9");
 	mkd("\xff\xfe dir");
@@ -466,7 +429,7 @@ START_TEST(test_odd_names)
 		ck_assert_uint_eq(r.v[i].size, 10 + i);
 	ck_assert_uint_eq(f.n, 1);
 	ck_assert_str_eq(f.rel[0], "\xfe" "bad.jpg");
-	fails_free(&f);
+	tu_fails_free(&f);
 	scan_free(&r);
 }
 END_TEST
@@ -477,7 +440,7 @@ START_TEST(test_size_mtime)
 	const struct timespec t2[2] = { { 1100000000, 5 }, { 1500000000, 987654321 } };
 	const struct scan_entry *e;
 	struct scan_result r;
-	struct fails f = { 0 };
+	struct tu_fails f = { 0 };
 	struct stat st;
 
 	mkd("d");
@@ -546,11 +509,11 @@ scan_locked(struct locked_outcome *o)
 {
 	struct scan_opts so;
 	struct scan_result r;
-	struct fails f = { 0 };
+	struct tu_fails f = { 0 };
 	char err[256] = "";
 
 	memset(&so, 0, sizeof(so));
-	so.fail = record_fail;
+	so.fail = tu_fail_record;
 	so.ctx = &f;
 	o->rc = scan_tree(root, &so, &r, err, sizeof(err));
 	o->n = r.n;
@@ -562,7 +525,7 @@ scan_locked(struct locked_outcome *o)
 		snprintf(o->fail0, sizeof(o->fail0), "%s", f.rel[0]);
 		snprintf(o->reason0, sizeof(o->reason0), "%s", f.reason[0]);
 	}
-	fails_free(&f);
+	tu_fails_free(&f);
 	scan_free(&r);
 }
 

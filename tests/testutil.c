@@ -519,3 +519,36 @@ tu_is_other_image(const char *path)
 	    memcmp(b, "II*\0", 4) == 0 || memcmp(b, "MM\0*", 4) == 0 ||
 	    memcmp(b, "GIF8", 4) == 0 || memcmp(b + 4, "ftyp", 4) == 0;
 }
+
+void
+tu_fail_record(void *ctx, const char *rel, const char *reason)
+{
+	struct tu_fails *f = ctx;
+
+	ck_assert_ptr_nonnull(rel);
+	ck_assert_ptr_nonnull(reason);
+	if (f->n < TU_FAILS) {
+		f->rel[f->n] = strdup(rel);
+		f->reason[f->n] = strdup(reason);
+	}
+	f->n++;
+}
+
+void
+tu_fails_free(struct tu_fails *f)
+{
+	for (size_t i = 0; i < f->n && i < TU_FAILS; i++) {
+		free(f->rel[i]);
+		free(f->reason[i]);
+	}
+	memset(f, 0, sizeof(*f));
+}
+
+long
+tu_fail_index(const struct tu_fails *f, const char *rel)
+{
+	for (size_t i = 0; i < f->n && i < TU_FAILS; i++)
+		if (strcmp(f->rel[i], rel) == 0)
+			return (long)i;
+	return -1;
+}

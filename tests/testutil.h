@@ -56,6 +56,19 @@ int tu_is_other_image(const char *path);
 /* 1 when the file starts with a JPEG or PNG signature. */
 int tu_is_image(const char *path);
 
+/* Failures reported through a scan or plan callback: the first TU_FAILS kept, all counted. */
+#define TU_FAILS 32
+struct tu_fails {
+	size_t n;
+	char *rel[TU_FAILS];
+	char *reason[TU_FAILS];
+};
+/* The callback (ctx: a struct tu_fails). */
+void tu_fail_record(void *ctx, const char *rel, const char *reason);
+void tu_fails_free(struct tu_fails *f);
+/* Index of the report about rel, or -1. */
+long tu_fail_index(const struct tu_fails *f, const char *rel);
+
 /* $THUMBR_BIN and $THUMBR_TESTDATA (set by make check). */
 const char *tu_bin(void);
 const char *tu_testdata(void);
