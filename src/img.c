@@ -1006,6 +1006,24 @@ unwrap(VipsImage *im, struct buf *out, char *err, size_t errsz, const char *what
 	return 0;
 }
 
+/* Compute t (made from in, which wraps b's pixels) into a new buffer that replaces b's
+ * pixels; t and in are released either way.  0 or -1. */
+static int
+replace_with(struct buf *b, VipsImage *t, VipsImage *in, char *err, size_t errsz,
+    const char *what)
+{
+	struct buf out;
+	int rc = unwrap(t, &out, err, errsz, what);
+
+	g_object_unref(t);
+	g_object_unref(in);
+	if (rc != 0)
+		return -1;
+	free(b->px);
+	*b = out;
+	return 0;
+}
+
 static VipsInterpretation
 interpretation(const struct pix *p, int bands)
 {
@@ -1062,7 +1080,6 @@ to_srgb(struct buf *b, const struct pix *p, char *err, size_t errsz)
 {
 	VipsImage *in = wrap(b, interpretation(p, b->bands)), *t = NULL, *g = NULL;
 	int grey = !p->cmyk && b->bands <= 2;
-	struct buf out;
 	int rc;
 
 	if (in == NULL) {
@@ -1097,14 +1114,7 @@ to_srgb(struct buf *b, const struct pix *p, char *err, size_t errsz)
 		g_object_unref(t);
 		t = g;
 	}
-	rc = unwrap(t, &out, err, errsz, "cannot convert to sRGB");
-	g_object_unref(t);
-	g_object_unref(in);
-	if (rc != 0)
-		return -1;
-	free(b->px);
-	*b = out;
-	return 0;
+	return replace_with(b, t, in, err, errsz, "cannot convert to sRGB");
 }
 
 static void
@@ -1145,7 +1155,6 @@ crop(struct buf *b, const struct img_box *box, const struct pix *p, char *err, s
 			    b->px + (((size_t)(y0 + y) * b->w + x0) * (size_t)b->bands), row);
 	} else {
 		VipsImage *in = wrap(b, interpretation(p, b->bands)), *t;
-		int rc;
 
 		if (in == NULL || vips_smartcrop(in, &t, (int)cw, (int)ch, "interesting",
 		    box->crop == IMG_CROP_ENTROPY ? VIPS_INTERESTING_ENTROPY :
@@ -1155,11 +1164,7 @@ crop(struct buf *b, const struct img_box *box, const struct pix *p, char *err, s
 			vips_err(err, errsz, "cannot crop");
 			return -1;
 		}
-		rc = unwrap(t, &out, err, errsz, "cannot crop");
-		g_object_unref(t);
-		g_object_unref(in);
-		if (rc != 0)
-			return -1;
+		return replace_with(b, t, in, err, errsz, "cannot crop");
 	}
 	free(b->px);
 	*b = out;
