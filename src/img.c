@@ -4,10 +4,11 @@
  *
  * The pipeline:
  *   decode    JPEG with libjpeg (DCT-domain scaling), PNG with libpng row by row, WebP, TIFF,
- *             GIF and HEIF with libvips; rows pass through a box pre-shrink, so a large image
- *             that cannot shrink on load is never held whole; alpha is flattened onto the
- *             background for JPEG output, premultiplied otherwise;
- *   resize    libvips Lanczos3, once per box, from the one decoded image;
+ *             GIF and HEIF with libvips; alpha is flattened onto the background for JPEG
+ *             output, premultiplied otherwise;
+ *   resize    each row, as it is decoded, goes into a streaming Lanczos3 (resample.c) per box,
+ *             so no decoded image is ever held whole; smaller boxes are made from a larger
+ *             box's result (see struct sink);
  *   colour    an embedded ICC profile (or, for CMYK without one, libvips' built-in CMYK
  *             profile) to sRGB, on the small image;
  *   orient    EXIF orientation, on the small image; crop; encode.
@@ -28,22 +29,29 @@
 #include <png.h>
 #include <vips/vips.h>
 
+#include "thumbr/resample.h"
 #include "thumbr/scan.h"
 #include "thumbr/util.h"
 
 /* A decoded image: 8 bits per sample; grey, grey+alpha, RGB, RGBA or CMYK; alpha (when kept)
  * premultiplied. */
 struct pix {
-	unsigned char *px;
 	uint32_t w, h;          /* as decoded (possibly shrunk on load) */
 	uint32_t fw, fh;        /* full size, as the file declares it */
-	int bands;
+	int bands;              /* as resized: alpha flattened for JPEG output */
 	int alpha;              /* the last band is (premultiplied) alpha */
 	int cmyk;               /* four bands of CMYK (0 = no ink) */
 	int orient;             /* EXIF orientation to apply, 1 (as stored) to 8 */
 	int full_chroma;        /* encode without chroma subsampling (see encode_jpeg) */
 	unsigned char *icc, *exif, *xmp;        /* malloc'ed copies, or NULL */
 	size_t icclen, exiflen, xmplen;
+};
+
+/* A plain 8-bit image in memory. */
+struct buf {
+	unsigned char *px;
+	uint32_t w, h;
+	int bands;
 };
 
 /* Refuse a declared size over the limit, before a byte of pixels is decoded. */
@@ -60,7 +68,6 @@ too_big(const struct img_settings *s, uint64_t w, uint64_t h, char *msg, size_t 
 static void
 pix_free(struct pix *p)
 {
-	free(p->px);
 	free(p->icc);
 	free(p->exif);
 	free(p->xmp);
@@ -77,18 +84,15 @@ dup_bytes(const void *src, size_t n)
 }
 
 /*
- * Shrink on load (DCT scaling, box pre-shrink) stops while the image is still at least
- * HEADROOM times the largest thumbnail, so that Lanczos3 does the last step: measured on the
- * benchmark corpus with ../shared/bench/quality.py (256 px, Q80), headroom 1 gives 37.77 dB,
- * 2 gives 37.89 dB and 3 gives 37.97 dB for the same bytes.  JPEG's DCT scaling stops at
- * HEADROOM_DCT: 2.5 costs 0.04 dB against 3 and lets the big photographs decode at 1/8,
- * where a progressive file needs only its DC scans (1.64 s -> 1.33 s for the corpus).
+ * JPEG's DCT scaling (shrink on load) stops while the image is still at least HEADROOM_DCT
+ * times the largest thumbnail, so that the exact Lanczos3 of resample.c does the last step.
+ * Measured on the benchmark corpus with ../shared/bench/quality.py (256 px, Q80; CPU time
+ * of one worker for the corpus): 1.0 gives 37.84 dB (1.63 s), 1.5 gives 37.91 dB (1.67 s),
+ * 2.0 gives 37.91 dB (1.96 s).  At 1.5 the 4096 px progressive photograph decodes at 1/8
+ * from its DC scans alone.
  */
-#ifndef HEADROOM
-#define HEADROOM 3.0
-#endif
 #ifndef HEADROOM_DCT
-#define HEADROOM_DCT 2.5
+#define HEADROOM_DCT 1.5
 #endif
 
 static void
@@ -298,113 +302,6 @@ orient_pixels(const unsigned char *src, uint32_t w, uint32_t h, int bands, int o
 
 /* ---- box pre-shrink ---- */
 
-/*
- * Rows go in one at a time, averaged over f x f blocks (partial blocks at the right and
- * bottom edges average what they have), so a large image that cannot shrink on load is never
- * held whole and the Lanczos3 pass that follows works on a small image.  Alpha, if any, has
- * been flattened already.
- */
-struct shrink {
-	uint32_t w, h, f, ow, oh, y;
-	int bands;
-	uint32_t *acc;
-	unsigned char *out;
-};
-
-static int
-shrink_init(struct shrink *k, uint32_t w, uint32_t h, int bands, uint32_t f)
-{
-	memset(k, 0, sizeof(*k));
-	k->w = w;
-	k->h = h;
-	k->f = f;
-	k->bands = bands;
-	k->ow = (w + f - 1) / f;
-	k->oh = (h + f - 1) / f;
-	k->out = malloc((size_t)k->ow * k->oh * (size_t)bands);
-	if (f > 1)
-		k->acc = calloc((size_t)k->ow * (size_t)bands, sizeof(*k->acc));
-	if (k->out == NULL || (f > 1 && k->acc == NULL)) {
-		free(k->out);
-		free(k->acc);
-		return -1;
-	}
-	return 0;
-}
-
-static void
-shrink_emit(struct shrink *k, uint32_t rows)
-{
-	unsigned char *o = k->out + (size_t)(k->y / k->f) * k->ow * (size_t)k->bands;
-	uint32_t *a = k->acc;
-
-	for (uint32_t x = 0; x < k->ow; x++) {
-		uint32_t cols = x + 1 < k->ow ? k->f : k->w - x * k->f;
-		uint32_t n = cols * rows;
-
-		for (int b = 0; b < k->bands; b++, a++, o++) {
-			*o = (unsigned char)((*a + n / 2) / n);
-			*a = 0;
-		}
-	}
-}
-
-static void
-shrink_row(struct shrink *k, const unsigned char *row)
-{
-	const int nb = k->bands;
-
-	if (k->f == 1) {
-		memcpy(k->out + (size_t)k->y * k->w * (size_t)nb, row, (size_t)k->w * (size_t)nb);
-		k->y++;
-		return;
-	}
-	if (nb == 3) {          /* RGB, the common case, unrolled */
-		for (uint32_t x = 0, ox = 0; ox < k->ow; ox++) {
-			uint32_t *a = k->acc + (size_t)ox * 3, r = 0, g = 0, b = 0;
-			uint32_t end = x + k->f < k->w ? x + k->f : k->w;
-			const unsigned char *p = row + (size_t)x * 3;
-
-			for (; x < end; x++, p += 3) {
-				r += p[0];
-				g += p[1];
-				b += p[2];
-			}
-			a[0] += r;
-			a[1] += g;
-			a[2] += b;
-		}
-	} else {
-		for (uint32_t x = 0, ox = 0; ox < k->ow; ox++) {
-			uint32_t *a = k->acc + (size_t)ox * (size_t)nb;
-			uint32_t end = x + k->f < k->w ? x + k->f : k->w;
-
-			for (; x < end; x++)
-				for (int b = 0; b < nb; b++)
-					a[b] += row[(size_t)x * (size_t)nb + (size_t)b];
-		}
-	}
-	k->y++;
-	if (k->y % k->f == 0 || k->y == k->h) {
-		uint32_t rows = k->y % k->f ? k->y % k->f : k->f;
-
-		k->y -= rows;
-		shrink_emit(k, rows);
-		k->y += rows;
-	}
-}
-
-/* The largest box factor that keeps at least nw x nh of a w x h image. */
-static uint32_t
-shrink_factor(uint32_t w, uint32_t h, uint32_t nw, uint32_t nh)
-{
-	uint32_t f = 1;
-
-	while (f < 1024 && (w + f) / (f + 1) >= nw && (h + f) / (f + 1) >= nh)
-		f++;
-	return f;
-}
-
 /* round(x / 255) for x <= 255 * 255 */
 #define DIV255(x) ((((x) + 128u) * 257u) >> 16)
 
@@ -472,32 +369,107 @@ alpha_row(unsigned char *row, uint32_t w, int bands, int alpha, const struct img
 	return bands;
 }
 
-/* Start the shrinker for a decoded w x h image of `bands` (alpha included) for settings s. */
+/*
+ * Where decoded rows go.  Boxes are taken largest first.  A box is resized from the decoded
+ * rows as they arrive, by a streaming resize of its own, unless an earlier box's result is at
+ * least twice its size both ways: then it is resized from that result once decoding is done
+ * (with -s 1024 -s 512 -s 256 only the 1024 sees the decoded rows).  Positions below are in
+ * that largest-first order.
+ */
+struct sink {
+	unsigned n;
+	unsigned order[IMG_MAX_BOXES];  /* box index at each position */
+	int from[IMG_MAX_BOXES];        /* -1: streamed; else the position resized from */
+	struct rs *rs[IMG_MAX_BOXES];
+	struct buf res[IMG_MAX_BOXES];  /* stored orientation, source colours, alpha
+					 * premultiplied */
+};
+
+static void
+sink_free(struct sink *k)
+{
+	for (unsigned q = 0; q < k->n; q++) {
+		rs_free(k->rs[q]);
+		free(k->res[q].px);
+	}
+	memset(k, 0, sizeof(*k));
+}
+
+/* Plan the boxes for a decoded w x h image of `bands` (alpha included) and start the
+ * streaming resizes.  0, or -1 when out of memory. */
 static int
-shrink_start(struct shrink *k, struct pix *p, uint32_t w, uint32_t h, int bands,
+sink_start(struct sink *k, struct pix *p, uint32_t w, uint32_t h, int bands,
     const struct img_settings *s)
 {
-	uint32_t nw, nh;
+	uint64_t area[IMG_MAX_BOXES];
 
-	/* what the boxes need, in pixels, whatever scale w x h was decoded at */
-	need(s, p->fw, p->fh, p->orient, HEADROOM, &nw, &nh);
+	memset(k, 0, sizeof(*k));
 	if (p->alpha && s->format == IMG_JPEG) {
 		bands--;
 		p->alpha = 0;
 	}
-	return shrink_init(k, w, h, bands, shrink_factor(w, h, nw, nh));
+	p->w = w;
+	p->h = h;
+	p->bands = bands;
+	k->n = s->nboxes < IMG_MAX_BOXES ? s->nboxes : IMG_MAX_BOXES;
+	for (unsigned i = 0; i < k->n; i++) {
+		uint32_t tw, th;
+		unsigned q;
+
+		/* the box applies to the full size as displayed; the decoded size may be shrunk
+		 * on load, and is in stored orientation */
+		scale_stored(p->fw, p->fh, p->orient, &s->boxes[i], &tw, &th);
+		tw = tw < w ? tw : w;
+		th = th < h ? th : h;
+		for (q = i; q > 0 && area[q - 1] < (uint64_t)tw * th; q--) {
+			area[q] = area[q - 1];
+			k->order[q] = k->order[q - 1];
+			k->res[q] = k->res[q - 1];
+		}
+		area[q] = (uint64_t)tw * th;
+		k->order[q] = i;
+		k->res[q] = (struct buf){ NULL, tw, th, bands };
+	}
+	for (unsigned q = 0; q < k->n; q++) {
+		struct buf *r = &k->res[q];
+
+		k->from[q] = -1;
+		for (unsigned f = 0; f < q; f++)
+			if (k->res[f].w >= 2 * r->w && k->res[f].h >= 2 * r->h)
+				k->from[q] = (int)f;
+		if (k->from[q] < 0 && (k->rs[q] = rs_new(w, h, r->w, r->h, bands)) == NULL)
+			return -1;
+	}
+	return 0;
 }
 
 static void
-shrink_done(struct shrink *k, struct pix *p)
+sink_row(struct sink *k, const unsigned char *row)
 {
-	free(k->acc);
-	k->acc = NULL;
-	p->px = k->out;
-	k->out = NULL;
-	p->w = k->ow;
-	p->h = k->oh;
-	p->bands = k->bands;
+	for (unsigned q = 0; q < k->n; q++)
+		if (k->rs[q] != NULL)
+			rs_row(k->rs[q], row);
+}
+
+/* Every row is in: finish the streamed boxes, then make the others from them. */
+static int
+sink_done(struct sink *k, char *err, size_t errsz)
+{
+	for (unsigned q = 0; q < k->n; q++) {
+		struct buf *r = &k->res[q], *f = k->from[q] >= 0 ? &k->res[k->from[q]] : NULL;
+
+		if (f == NULL) {
+			r->px = rs_finish(k->rs[q]);
+			k->rs[q] = NULL;
+		} else {
+			r->px = rs_image(f->px, f->w, f->h, f->bands, r->w, r->h);
+		}
+		if (r->px == NULL) {
+			errf(err, errsz, "out of memory resizing to %ux%u", r->w, r->h);
+			return -1;
+		}
+	}
+	return 0;
 }
 
 /* ---- JPEG ---- */
@@ -565,19 +537,17 @@ jpeg_metadata(struct jpeg_decompress_struct *cinfo, struct pix *p, int keep)
 
 static int
 decode_jpeg(const unsigned char *src, size_t len, const struct img_settings *s, struct pix *p,
-    char *err, size_t errsz)
+    struct sink *k, char *err, size_t errsz)
 {
 	struct jpeg_decompress_struct cinfo;
 	struct jerr je;
 	unsigned char *volatile row = NULL;
-	struct shrink k;
 	JOCTET *icc = NULL;
 	unsigned int icclen = 0;
 	uint32_t nw, nh;
 	int num, inverted, dconly;
 
 	memset(&je, 0, sizeof(je));
-	memset(&k, 0, sizeof(k));
 	cinfo.err = jpeg_std_error(&je.pub);
 	je.pub.error_exit = jerr_exit;
 	je.pub.emit_message = jerr_emit;
@@ -586,8 +556,6 @@ decode_jpeg(const unsigned char *src, size_t len, const struct img_settings *s, 
 		errf(err, errsz, "%s", je.msg);
 		jpeg_destroy_decompress(&cinfo);
 		free(row);
-		free(k.out);
-		free(k.acc);
 		return -1;
 	}
 	jpeg_create_decompress(&cinfo);
@@ -652,7 +620,7 @@ decode_jpeg(const unsigned char *src, size_t len, const struct img_settings *s, 
 		jpeg_start_output(&cinfo, cinfo.input_scan_number > 1 ?
 		    cinfo.input_scan_number - 1 : 1);
 	}
-	if (shrink_start(&k, p, cinfo.output_width, cinfo.output_height,
+	if (sink_start(k, p, cinfo.output_width, cinfo.output_height,
 	    cinfo.output_components, s) != 0 ||
 	    (row = malloc((size_t)cinfo.output_width * (size_t)cinfo.output_components)) == NULL) {
 		snprintf(je.msg, sizeof(je.msg), "out of memory");
@@ -665,7 +633,7 @@ decode_jpeg(const unsigned char *src, size_t len, const struct img_settings *s, 
 		if (inverted)
 			for (size_t i = 0; i < (size_t)cinfo.output_width * 4; i++)
 				row[i] = (unsigned char)(255 - row[i]);
-		shrink_row(&k, row);
+		sink_row(k, row);
 	}
 	if (je.warned) {
 		lower_msg(je.msg);
@@ -673,8 +641,6 @@ decode_jpeg(const unsigned char *src, size_t len, const struct img_settings *s, 
 		    "corrupt JPEG data: ", je.msg);
 		jpeg_destroy_decompress(&cinfo);
 		free(row);
-		free(k.out);
-		free(k.acc);
 		return -1;
 	}
 	if (dconly) {
@@ -685,7 +651,6 @@ decode_jpeg(const unsigned char *src, size_t len, const struct img_settings *s, 
 	}
 	jpeg_destroy_decompress(&cinfo);
 	free(row);
-	shrink_done(&k, p);
 	return 0;
 }
 
@@ -732,20 +697,17 @@ png_read_fn(png_structp png, png_bytep out, size_t n)
 
 static int
 decode_png(const unsigned char *data, size_t len, const struct img_settings *s, struct pix *p,
-    char *err, size_t errsz)
+    struct sink *k, char *err, size_t errsz)
 {
 	struct pngsrc src;
 	png_structp png;
 	png_infop info = NULL;
 	unsigned char *volatile rows = NULL;
-	struct shrink k;
-	volatile int have_k = 0;
 	uint32_t y;
 	int bands, passes;
 	size_t rowbytes;
 
 	memset(&src, 0, sizeof(src));
-	memset(&k, 0, sizeof(k));
 	src.p = data;
 	src.len = len;
 	png = png_create_read_struct(PNG_LIBPNG_VER_STRING, &src, png_err_fn, png_warn_fn);
@@ -757,10 +719,6 @@ decode_png(const unsigned char *data, size_t len, const struct img_settings *s, 
 	if (setjmp(src.j.jb)) {
 		png_destroy_read_struct(&png, &info, NULL);
 		free(rows);
-		if (have_k) {
-			free(k.out);
-			free(k.acc);
-		}
 		lower_msg(src.j.msg);
 		errf(err, errsz, "%s", src.j.msg);
 		return -1;
@@ -802,9 +760,8 @@ decode_png(const unsigned char *data, size_t len, const struct img_settings *s, 
 	bands = png_get_channels(png, info);
 	rowbytes = png_get_rowbytes(png, info);
 	p->alpha = bands == 2 || bands == 4;
-	if (shrink_start(&k, p, p->fw, p->fh, bands, s) != 0)
+	if (sink_start(k, p, p->fw, p->fh, bands, s) != 0)
 		png_error(png, "out of memory");
-	have_k = 1;
 	/* an interlaced image arrives in passes over the whole image; others row by row */
 	rows = malloc(rowbytes * (passes > 1 ? p->fh : 1));
 	if (rows == NULL)
@@ -823,12 +780,11 @@ decode_png(const unsigned char *data, size_t len, const struct img_settings *s, 
 		if (passes == 1)
 			png_read_row(png, row, NULL);
 		alpha_row(row, p->fw, bands, bands == 2 || bands == 4, s);
-		shrink_row(&k, row);
+		sink_row(k, row);
 	}
 	png_read_end(png, NULL);
 	png_destroy_read_struct(&png, &info, NULL);
 	free(rows);
-	shrink_done(&k, p);
 	return 0;
 }
 
@@ -863,15 +819,13 @@ copy_blob(VipsImage *im, const char *name, unsigned char **dst, size_t *len)
  * img_init, and only these formats' signatures get here. */
 static int
 decode_vips(const unsigned char *src, size_t len, const struct img_settings *s, struct pix *p,
-    char *err, size_t errsz)
+    struct sink *k, char *err, size_t errsz)
 {
 	VipsImage *im, *t;
 	VipsRegion *reg = NULL;
 	VipsRect all;
-	struct shrink k;
 	int bands, rc = -1;
 
-	memset(&k, 0, sizeof(k));
 	im = vips_image_new_from_buffer(src, len, "", "access", VIPS_ACCESS_SEQUENTIAL,
 	    "fail_on", VIPS_FAIL_ON_ERROR, NULL);
 	if (im == NULL) {
@@ -926,7 +880,7 @@ decode_vips(const unsigned char *src, size_t len, const struct img_settings *s, 
 	reg = vips_region_new(im);
 	if (reg == NULL || vips_region_prepare(reg, &all) != 0)
 		goto fail;
-	if (shrink_start(&k, p, p->fw, p->fh, bands, s) != 0) {
+	if (sink_start(k, p, p->fw, p->fh, bands, s) != 0) {
 		errf(err, errsz, "out of memory for a %ux%u image", p->fw, p->fh);
 		goto out;
 	}
@@ -936,20 +890,15 @@ decode_vips(const unsigned char *src, size_t len, const struct img_settings *s, 
 		for (uint32_t y = 0; y < p->fh; y++) {
 			memcpy(row, VIPS_REGION_ADDR(reg, 0, (int)y), (size_t)p->fw * (size_t)bands);
 			alpha_row(row, p->fw, bands, p->alpha || (!p->cmyk && bands == 4), s);
-			shrink_row(&k, row);
+			sink_row(k, row);
 		}
 		free(row);
 	}
-	shrink_done(&k, p);
 	rc = 0;
 	goto out;
 fail:
 	vips_err(err, errsz, "cannot decode");
 out:
-	if (rc != 0) {
-		free(k.out);
-		free(k.acc);
-	}
 	if (reg != NULL)
 		g_object_unref(reg);
 	g_object_unref(im);
@@ -957,13 +906,6 @@ out:
 }
 
 /* ---- pixels through libvips ---- */
-
-/* A plain 8-bit image in memory. */
-struct buf {
-	unsigned char *px;
-	uint32_t w, h;
-	int bands;
-};
 
 static VipsImage *
 wrap(const struct buf *b, VipsInterpretation type)
@@ -1030,43 +972,6 @@ interpretation(const struct pix *p, int bands)
 	if (p->cmyk)
 		return VIPS_INTERPRETATION_CMYK;
 	return bands <= 2 ? VIPS_INTERPRETATION_B_W : VIPS_INTERPRETATION_sRGB;
-}
-
-/* Resize the decoded image to tw x th (stored orientation), Lanczos3. */
-static int
-resize(const struct pix *p, uint32_t tw, uint32_t th, struct buf *out, char *err,
-    size_t errsz)
-{
-	struct buf src = { p->px, p->w, p->h, p->bands };
-	VipsImage *in, *res;
-	int rc;
-
-	if (tw == p->w && th == p->h) {
-		out->w = tw;
-		out->h = th;
-		out->bands = p->bands;
-		out->px = dup_bytes(p->px, (size_t)tw * th * (size_t)p->bands);
-		return 0;
-	}
-	if ((in = wrap(&src, interpretation(p, p->bands))) == NULL) {
-		vips_err(err, errsz, "cannot wrap pixels");
-		return -1;
-	}
-	if (vips_resize(in, &res, (double)tw / p->w, "vscale", (double)th / p->h,
-	    "kernel", VIPS_KERNEL_LANCZOS3, NULL) != 0) {
-		g_object_unref(in);
-		vips_err(err, errsz, "cannot resize");
-		return -1;
-	}
-	rc = unwrap(res, out, err, errsz, "cannot resize");
-	if (rc == 0 && (out->w != tw || out->h != th)) {
-		errf(err, errsz, "resize gave %ux%u, not %ux%u", out->w, out->h, tw, th);
-		free(out->px);
-		rc = -1;
-	}
-	g_object_unref(res);
-	g_object_unref(in);
-	return rc;
 }
 
 /*
@@ -1422,61 +1327,34 @@ encode_webp(const struct buf *b, const struct pix *p, const struct img_settings 
 
 /* ---- the whole ---- */
 
-/*
- * One box.  Boxes go largest first, and each resize starts from the previous box's result
- * when that is still at least twice as large (Lanczos3 keeps its headroom), else from the
- * decoded image: with -s 1024 -s 512 -s 256 only the 1024 works on the big image.  prev holds
- * that result as resized: stored orientation, source colours, alpha premultiplied.
- */
+/* One box, from its resized pixels b (which it consumes): colours, orientation, crop,
+ * encoding, emit. */
 static int
-one_box(const struct pix *p, const struct img_settings *s, unsigned i, struct buf *prev,
+one_box(const struct pix *p, const struct img_settings *s, unsigned i, struct buf *b,
     img_emit_fn *emit, void *ctx, char *err, size_t errsz)
 {
 	const struct img_box *box = &s->boxes[i];
-	struct buf b = { NULL, 0, 0, 0 };
-	struct pix from = *p;
 	unsigned char *enc = NULL;
 	unsigned long enclen = 0;
-	uint32_t tw, th;
 	int rc;
 
-	/* the box applies to the full size as displayed; the decoded size may be shrunk on
-	 * load, and is in stored orientation */
-	scale_stored(p->fw, p->fh, p->orient, box, &tw, &th);
-	if (tw > p->w)
-		tw = p->w;
-	if (th > p->h)
-		th = p->h;
-	if (prev->px != NULL && prev->w >= 2 * tw && prev->h >= 2 * th) {
-		from.px = prev->px;
-		from.w = prev->w;
-		from.h = prev->h;
-	}
-	if (resize(&from, tw, th, &b, err, errsz) != 0)
-		return -1;
-	free(prev->px);
-	prev->px = dup_bytes(b.px, (size_t)b.w * b.h * (size_t)b.bands);
-	prev->w = b.w;
-	prev->h = b.h;
-	prev->bands = b.bands;
 	if (p->alpha)
-		unpremultiply(b.px, (size_t)b.w * b.h, b.bands);
-	rc = (p->icc != NULL || p->cmyk) ? to_srgb(&b, p, err, errsz) : 0;
+		unpremultiply(b->px, (size_t)b->w * b->h, b->bands);
+	rc = (p->icc != NULL || p->cmyk) ? to_srgb(b, p, err, errsz) : 0;
 	if (rc == 0 && p->orient != 1)
-		orient_buf(&b, p->orient);
+		orient_buf(b, p->orient);
 	if (rc == 0 && box->crop != IMG_FIT)
-		rc = crop(&b, box, p, err, errsz);
+		rc = crop(b, box, p, err, errsz);
 	if (rc == 0) {
 		if (s->format == IMG_PNG)
-			rc = encode_png(&b, p, s, &enc, &enclen, err, errsz);
+			rc = encode_png(b, p, s, &enc, &enclen, err, errsz);
 		else if (s->format == IMG_WEBP)
-			rc = encode_webp(&b, p, s, &enc, &enclen, err, errsz);
+			rc = encode_webp(b, p, s, &enc, &enclen, err, errsz);
 		else
-			rc = encode_jpeg(&b, p, s, &enc, &enclen, err, errsz);
+			rc = encode_jpeg(b, p, s, &enc, &enclen, err, errsz);
 	}
 	if (rc == 0)
-		rc = emit(ctx, i, b.w, b.h, enc, enclen, err, errsz);
-	free(b.px);
+		rc = emit(ctx, i, b->w, b->h, enc, enclen, err, errsz);
 	free(enc);
 	return rc;
 }
@@ -1486,47 +1364,30 @@ img_thumbnail(const unsigned char *src, size_t len, const struct img_settings *s
     img_emit_fn *emit, void *ctx, char *err, size_t errsz)
 {
 	struct pix p;
+	struct sink k;
 	int rc;
 
 	memset(&p, 0, sizeof(p));
+	memset(&k, 0, sizeof(k));
 	switch (scan_sniff(src, len, s->allow)) {
 	case SCAN_JPEG:
-		rc = decode_jpeg(src, len, s, &p, err, errsz);
+		rc = decode_jpeg(src, len, s, &p, &k, err, errsz);
 		break;
 	case SCAN_PNG:
-		rc = decode_png(src, len, s, &p, err, errsz);
+		rc = decode_png(src, len, s, &p, &k, err, errsz);
 		break;
 	case SCAN_VIPS:
-		rc = decode_vips(src, len, s, &p, err, errsz);
+		rc = decode_vips(src, len, s, &p, &k, err, errsz);
 		break;
 	default:
 		errf(err, errsz, "not a supported image");
 		return -1;
 	}
-	if (rc == 0) {
-		unsigned order[IMG_MAX_BOXES], n = s->nboxes < IMG_MAX_BOXES ? s->nboxes :
-		    IMG_MAX_BOXES;
-		uint64_t area[IMG_MAX_BOXES];
-		struct buf prev = { NULL, 0, 0, 0 };
-
-		/* largest first, for the cascade in one_box */
-		for (unsigned i = 0; i < n; i++) {
-			uint32_t tw, th;
-
-			scale_stored(p.fw, p.fh, p.orient, &s->boxes[i], &tw, &th);
-			area[i] = (uint64_t)tw * th;
-			order[i] = i;
-			for (unsigned j = i; j > 0 && area[order[j - 1]] < area[order[j]]; j--) {
-				unsigned t = order[j];
-
-				order[j] = order[j - 1];
-				order[j - 1] = t;
-			}
-		}
-		for (unsigned i = 0; i < n && rc == 0; i++)
-			rc = one_box(&p, s, order[i], &prev, emit, ctx, err, errsz);
-		free(prev.px);
-	}
+	if (rc == 0)
+		rc = sink_done(&k, err, errsz);
+	for (unsigned q = 0; q < k.n && rc == 0; q++)
+		rc = one_box(&p, s, k.order[q], &k.res[q], emit, ctx, err, errsz);
+	sink_free(&k);
 	pix_free(&p);
 	return rc;
 }

@@ -10,6 +10,7 @@ Suite *plan_suite(void);
 Suite *scan_suite(void);
 Suite *out_suite(void);
 Suite *img_suite(void);
+Suite *resample_suite(void);
 Suite *state_suite(void);
 Suite *e2e_suite(void);
 
