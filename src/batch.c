@@ -340,6 +340,7 @@ build(struct run *r, const struct opts *o, const struct plan *plan, const struct
 	sigaddset(&set, SIGINT);
 	sigaddset(&set, SIGTERM);
 	sigaddset(&set, SIGHUP);
+	sigaddset(&set, IO_WAKE_SIG);
 	sigprocmask(SIG_BLOCK, &set, NULL);
 	signal(SIGPIPE, SIG_IGN);
 

@@ -59,8 +59,10 @@ settle(struct io *io, size_t j, const char *reason)
 		report_fail(p, reason);
 		free(p);
 	}
-	if (io->settled == io->plan->n)
+	if (io->settled == io->plan->n) {
 		wake_all(io);
+		pthread_kill(io->supervisor, IO_WAKE_SIG);
+	}
 }
 
 static void
@@ -416,6 +418,7 @@ io_init(struct io *io, const struct opts *o, struct shm *shm, const struct plan 
 	io->shm = shm;
 	io->plan = p;
 	io->state = st;
+	io->supervisor = pthread_self();
 	io->tries = xcalloc(p->n ? p->n : 1, 1);
 	io->retry = xcalloc(p->n ? p->n : 1, sizeof(*io->retry));
 	io->nw = shm->hdr->nworkers;

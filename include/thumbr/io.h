@@ -23,6 +23,7 @@
 #define THUMBR_IO_H
 
 #include <pthread.h>
+#include <signal.h>
 #include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -72,9 +73,14 @@ struct io {
 	unsigned nw;
 	pthread_t *threads;
 	unsigned nthreads;
+	pthread_t supervisor;           /* the thread that called io_init, woken when all settle */
 };
 
-/* Set up for plan p (workers may not run yet).  0 or -1. */
+/* Sent to the supervisor thread (which must block it and wait for it, as for SIGCHLD) when
+ * the last job settles, so that it need not poll for the end. */
+#define IO_WAKE_SIG SIGUSR1
+
+/* Set up for plan p (workers may not run yet), from the supervisor thread.  0 or -1. */
 int io_init(struct io *io, const struct opts *o, struct shm *shm, const struct plan *p,
     const struct state *st);
 /* Jobs settled so far (for progress). */
