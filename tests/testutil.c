@@ -359,41 +359,88 @@ tu_jerr_exit(j_common_ptr c)
 }
 
 unsigned char *
-tu_jpeg_rgb(const char *path, unsigned *w, unsigned *h)
+tu_jpeg_decode(const unsigned char *src, size_t n, unsigned denom, int grey, unsigned *w,
+    unsigned *h)
 {
 	struct jpeg_decompress_struct c;
 	struct tu_jerr je;
-	size_t n;
-	unsigned char *volatile src = (unsigned char *)tu_slurp(path, &n);
 	unsigned char *volatile px = NULL;
+	int comps = grey ? 1 : 3;
 
-	if (src == NULL)
-		return NULL;
 	c.err = jpeg_std_error(&je.pub);
 	je.pub.error_exit = tu_jerr_exit;
 	if (setjmp(je.jb)) {
 		jpeg_destroy_decompress(&c);
-		free(src);
 		free(px);
 		return NULL;
 	}
 	jpeg_create_decompress(&c);
 	jpeg_mem_src(&c, src, n);
 	jpeg_read_header(&c, TRUE);
-	c.out_color_space = JCS_RGB;
+	c.out_color_space = grey ? JCS_GRAYSCALE : JCS_RGB;
+	c.scale_num = 1;
+	c.scale_denom = denom;
 	jpeg_start_decompress(&c);
 	*w = c.output_width;
 	*h = c.output_height;
-	px = malloc((size_t)*w * *h * 3);
+	px = malloc((size_t)*w * *h * (size_t)comps);
 	while (c.output_scanline < c.output_height) {
-		JSAMPROW r = px + (size_t)c.output_scanline * *w * 3;
+		JSAMPROW r = px + (size_t)c.output_scanline * *w * (size_t)comps;
 
 		jpeg_read_scanlines(&c, &r, 1);
 	}
 	jpeg_finish_decompress(&c);
 	jpeg_destroy_decompress(&c);
+	return px;
+}
+
+unsigned char *
+tu_jpeg_rgb(const char *path, unsigned *w, unsigned *h)
+{
+	size_t n;
+	unsigned char *src = (unsigned char *)tu_slurp(path, &n), *px;
+
+	if (src == NULL)
+		return NULL;
+	px = tu_jpeg_decode(src, n, 1, 0, w, h);
 	free(src);
 	return px;
+}
+
+unsigned char *
+tu_progressive_jpeg(const unsigned char *rgb, unsigned w, unsigned h, int grey, int hs,
+    int vs, unsigned restart, unsigned long *len)
+{
+	struct jpeg_compress_struct c;
+	struct jpeg_error_mgr e;
+	unsigned char *out = NULL, *row = malloc((size_t)w * 3);
+
+	c.err = jpeg_std_error(&e);
+	jpeg_create_compress(&c);
+	jpeg_mem_dest(&c, &out, len);
+	c.image_width = w;
+	c.image_height = h;
+	c.input_components = 3;
+	c.in_color_space = JCS_RGB;
+	jpeg_set_defaults(&c);
+	if (grey)
+		jpeg_set_colorspace(&c, JCS_GRAYSCALE);
+	jpeg_set_quality(&c, 90, TRUE);
+	c.comp_info[0].h_samp_factor = hs;
+	c.comp_info[0].v_samp_factor = vs;
+	c.restart_interval = restart;
+	jpeg_simple_progression(&c);
+	jpeg_start_compress(&c, TRUE);
+	while (c.next_scanline < h) {
+		JSAMPROW r = row;
+
+		memcpy(row, rgb + (size_t)c.next_scanline * w * 3, (size_t)w * 3);
+		jpeg_write_scanlines(&c, &r, 1);
+	}
+	jpeg_finish_compress(&c);
+	jpeg_destroy_compress(&c);
+	free(row);
+	return out;
 }
 
 double

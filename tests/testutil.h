@@ -39,6 +39,13 @@ int tu_image_size(const char *path, unsigned *w, unsigned *h);
 int tu_jpeg_orientation(const char *path);
 /* Decode a JPEG file to 8-bit RGB (malloc'ed); NULL on error. */
 unsigned char *tu_jpeg_rgb(const char *path, unsigned *w, unsigned *h);
+/* A JPEG in memory decoded by libjpeg at 1/denom, to RGB or grey.  NULL if it cannot be. */
+unsigned char *tu_jpeg_decode(const unsigned char *src, size_t n, unsigned denom, int grey,
+    unsigned *w, unsigned *h);
+/* w x h RGB as a progressive JPEG (libjpeg's simple progression, quality 90): grey, or
+ * colour with luma sampled hs x vs; a restart marker every `restart` MCUs (0: none). */
+unsigned char *tu_progressive_jpeg(const unsigned char *rgb, unsigned w, unsigned h, int grey,
+    int hs, int vs, unsigned restart, unsigned long *len);
 /* PSNR in dB of two RGB images of one size (99 when identical). */
 double tu_psnr(const unsigned char *a, const unsigned char *b, unsigned w, unsigned h);
 /* Mean absolute difference of two 8-bit images of one size and band count. */
