@@ -1,8 +1,9 @@
 /*
  * A libFuzzer harness for what thumbr itself parses: the command line (opts_parse and its
  * size, byte, shard and colour parsers), the up-to-date record (state_parse), the EXIF
- * orientation (img_exif_orientation), and ring records and their framing (a model queue
- * checks every record comes out as it went in, across wrap-arounds and padding).
+ * orientation (img_exif_orientation), ring records and their framing (a model queue
+ * checks every record comes out as it went in, across wrap-arounds and padding), and the
+ * markers and DC scans of progressive JPEGs (jdc_decode, every row of a result made).
  * Build and run: make fuzz [FUZZ_SECONDS=60]; it needs clang and libclang-rt-14-dev.
  */
 #define _GNU_SOURCE
@@ -12,6 +13,7 @@
 #include <string.h>
 
 #include "thumbr/img.h"
+#include "thumbr/jpegdc.h"
 #include "thumbr/opts.h"
 #include "thumbr/ring.h"
 #include "thumbr/state.h"
@@ -118,20 +120,44 @@ fuzz_ring(const uint8_t *data, size_t size)
 	ring_destroy(r);
 }
 
+static void
+fuzz_jpegdc(const uint8_t *data, size_t size)
+{
+	struct jdc d;
+	char err[256];
+
+	if (jdc_decode(&d, data, size, 1, err, sizeof(err)) == 0) {
+		unsigned char *row;
+
+		if ((uint64_t)d.w * d.h > 1u << 22) {   /* bounded work per input */
+			jdc_free(&d);
+			return;
+		}
+		row = malloc((size_t)d.w * (size_t)d.ncomp);
+		for (uint32_t y = 0; y < d.h; y++)
+			jdc_row(&d, y, row);
+		free(row);
+		jdc_free(&d);
+	}
+}
+
 int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	if (size == 0)
 		return 0;
-	switch (data[0] % 3) {
+	switch (data[0] % 4) {
 	case 0:
 		fuzz_strings(data + 1, size - 1);
 		break;
 	case 1:
 		fuzz_argv(data + 1, size - 1);
 		break;
-	default:
+	case 2:
 		fuzz_ring(data + 1, size - 1);
+		break;
+	default:
+		fuzz_jpegdc(data + 1, size - 1);
 		break;
 	}
 	return 0;
