@@ -29,9 +29,9 @@ LIBS = $(shell $(PKG_CONFIG) --libs $(PKGS) 2>/dev/null) -lpthread -lm
 CHECK_CFLAGS = $(shell $(PKG_CONFIG) --cflags check 2>/dev/null)
 CHECK_LIBS = $(shell $(PKG_CONFIG) --libs check 2>/dev/null)
 
-MODULES = util opts scan plan state lock prune shm ring pool io worker resample jpegdc img out report batch
+MODULES = util opts scan plan state lock prune shm ring pool io worker resample jpegdc icc img out report batch
 OBJS = $(MODULES:%=$(BUILD)/src/%.o)
-TESTS = check_ring check_opts check_plan check_scan check_out check_resample check_jpegdc check_img check_state check_e2e
+TESTS = check_ring check_opts check_plan check_scan check_out check_resample check_jpegdc check_icc check_img check_state check_e2e
 TEST_OBJS = $(TESTS:%=$(BUILD)/tests/%.o) $(BUILD)/tests/check_main.o $(BUILD)/tests/testutil.o
 
 .PHONY: all check demo bench install clean deps fuzz memcheck

@@ -10,7 +10,7 @@
  *             so no decoded image is ever held whole; smaller boxes are made from a larger
  *             box's result (see struct sink);
  *   colour    an embedded ICC profile (or, for CMYK without one, libvips' built-in CMYK
- *             profile) to sRGB, on the small image;
+ *             profile) to sRGB, on the small image, unless it is sRGB already (icc.c);
  *   orient    EXIF orientation, on the small image; crop; encode.
  *
  * Errors: libjpeg's and libpng's are caught per image (longjmp); the libvips error buffer is
@@ -29,6 +29,7 @@
 #include <png.h>
 #include <vips/vips.h>
 
+#include "thumbr/icc.h"
 #include "thumbr/jpegdc.h"
 #include "thumbr/resample.h"
 #include "thumbr/scan.h"
@@ -45,6 +46,7 @@ struct pix {
 	int orient;             /* EXIF orientation to apply, 1 (as stored) to 8 */
 	int full_chroma;        /* encode without chroma subsampling (see encode_jpeg) */
 	unsigned char *icc, *exif, *xmp;        /* malloc'ed copies, or NULL */
+	int icc_srgb;           /* icc is sRGB in all but name: no transform */
 	size_t icclen, exiflen, xmplen;
 };
 
@@ -1383,7 +1385,7 @@ one_box(const struct pix *p, const struct img_settings *s, unsigned i, struct bu
 
 	if (p->alpha)
 		unpremultiply(b->px, (size_t)b->w * b->h, b->bands);
-	rc = (p->icc != NULL || p->cmyk) ? to_srgb(b, p, err, errsz) : 0;
+	rc = p->cmyk || (p->icc != NULL && !p->icc_srgb) ? to_srgb(b, p, err, errsz) : 0;
 	if (rc == 0 && p->orient != 1)
 		orient_buf(b, p->orient);
 	if (rc == 0 && box->crop != IMG_FIT)
@@ -1428,6 +1430,8 @@ img_thumbnail(const unsigned char *src, size_t len, const struct img_settings *s
 	}
 	if (rc == 0)
 		rc = sink_done(&k, err, errsz);
+	if (rc == 0 && p.icc != NULL && !p.cmyk)
+		p.icc_srgb = icc_is_srgb(p.icc, p.icclen);
 	for (unsigned q = 0; q < k.n && rc == 0; q++)
 		rc = one_box(&p, s, k.order[q], &k.res[q], emit, ctx, err, errsz);
 	sink_free(&k);
