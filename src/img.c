@@ -317,12 +317,30 @@ flatten_row(unsigned char *row, uint32_t w, int bands, const unsigned char bg[3]
 	/* a grey image is flattened onto the background's luma */
 	unsigned grey = (299u * bg[0] + 587u * bg[1] + 114u * bg[2] + 500u) / 1000u;
 
+	if (c == 3) {           /* RGBA, the common case: d trails s, so in place is safe */
+		for (uint32_t i = 0; i < w; i++) {
+			const unsigned char *s = row + (size_t)i * 4;
+			unsigned char *d = row + (size_t)i * 3;
+			unsigned a = s[3], na = 255 - a;
+			unsigned char r = s[0], g = s[1], b = s[2];
+
+			if (a != 255) { /* most pixels of most images: nothing to mix */
+				r = (unsigned char)DIV255(r * a + bg[0] * na);
+				g = (unsigned char)DIV255(g * a + bg[1] * na);
+				b = (unsigned char)DIV255(b * a + bg[2] * na);
+			}
+			d[0] = r;
+			d[1] = g;
+			d[2] = b;
+		}
+		return c;
+	}
 	for (uint32_t i = 0; i < w; i++) {
 		const unsigned char *s = row + (size_t)i * (size_t)bands;
 		unsigned char *d = row + (size_t)i * (size_t)c;
 		unsigned a = s[c], na = 255 - a;
 
-		if (a == 255)           /* most pixels of most images: nothing to mix */
+		if (a == 255)
 			memmove(d, s, (size_t)c);
 		else
 			for (int b = 0; b < c; b++)
