@@ -247,16 +247,27 @@ across(const struct rs *r, const float *a, unsigned char *out)
 		for (uint32_t o = 0; o < r->ow; o++, out += r->bands) {
 			const float *w = x->w + (size_t)o * x->k;
 			const float *p = a + (size_t)x->first[o] * (size_t)r->bands;
-			v4f sum = { 0.0f, 0.0f, 0.0f, 0.0f };
+			v4f s0 = { 0.0f, 0.0f, 0.0f, 0.0f }, s1 = s0;
+			uint32_t j = 0, n = x->n[o];
 
-			for (uint32_t j = 0; j < x->n[o]; j++, p += r->bands) {
-				v4f v;
+			/* two sums, so that one add need not wait for the other */
+			for (; j + 2 <= n; j += 2, p += 2 * r->bands) {
+				v4f v0, v1;
 
-				memcpy(&v, p, sizeof(v));
-				sum += w[j] * v;
+				memcpy(&v0, p, sizeof(v0));
+				memcpy(&v1, p + r->bands, sizeof(v1));
+				s0 += w[j] * v0;
+				s1 += w[j + 1] * v1;
 			}
+			if (j < n) {
+				v4f v0;
+
+				memcpy(&v0, p, sizeof(v0));
+				s0 += w[j] * v0;
+			}
+			s0 += s1;
 			for (int b = 0; b < r->bands; b++)
-				out[b] = clamp8(sum[b]);
+				out[b] = clamp8(s0[b]);
 		}
 		return;
 	}
