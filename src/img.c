@@ -632,8 +632,11 @@ decode_jpeg(const unsigned char *src, size_t len, const struct img_settings *s, 
 		free(icc);
 	}
 	need(s, p->fw, p->fh, p->orient, HEADROOM_DCT, &nw, &nh);
-	/* shrink on load: the smallest n/8 scale that still covers what the boxes need */
-	for (num = 1; num < 8; num++)
+	/* shrink on load: the smallest of 1/8, 2/8, 4/8 that still covers what the boxes need.
+	 * libjpeg-turbo has SIMD inverse DCTs for these only; 3/8, 5/8... are plain C, slower
+	 * than decoding the larger size (corpus, 2 cores: one size 0.83 -> 0.77 s, three sizes
+	 * 1.93 -> 1.86 s, same fidelity) */
+	for (num = 1; num < 8; num *= 2)
 		if ((uint64_t)p->fw * num >= (uint64_t)nw * 8 && (uint64_t)p->fh * num >= (uint64_t)nh * 8)
 			break;
 	cinfo.scale_num = (unsigned)num;
