@@ -107,29 +107,60 @@ quiet(const gchar *domain, GLogLevelFlags level, const gchar *msg, gpointer data
 	(void)data;     /* libvips' warnings are about files, which report their own errors */
 }
 
+/* libvips is started on first use (vips_up): JPEG and PNG with an sRGB profile or none,
+ * most of any photo tree, never need it, and starting it costs a worker 20 ms of CPU. */
+static struct {
+	char *argv0;
+	unsigned allow;
+	int state;              /* 0 not started, 1 up, -1 failed (msg says why) */
+	char msg[ERRSZ];
+} vips;
+
 int
 img_init(const char *argv0, unsigned allow, char *err, size_t errsz)
+{
+	(void)err;
+	(void)errsz;
+	free(vips.argv0);
+	vips.argv0 = xstrdup(argv0);
+	vips.allow = allow;
+	return 0;
+}
+
+/* Start libvips in this process once.  0, or -1 with err set. */
+static int
+vips_up(char *err, size_t errsz)
 {
 	static const struct { unsigned bit; const char *base; } loaders[] = {
 		{ SCAN_ALLOW_SVG, "VipsForeignLoadSvg" }, { SCAN_ALLOW_PDF, "VipsForeignLoadPdf" },
 		{ SCAN_ALLOW_JP2K, "VipsForeignLoadJp2k" }, { SCAN_ALLOW_JXL, "VipsForeignLoadJxl" },
 	};
 
-	if (VIPS_INIT(argv0) != 0) {
-		errf(err, errsz, "cannot start libvips: %s", vips_error_buffer());
-		vips_error_clear();
+	if (vips.state == 0) {
+		if (VIPS_INIT(vips.argv0 != NULL ? vips.argv0 : "thumbr") != 0) {
+			snprintf(vips.msg, sizeof(vips.msg), "cannot start libvips: %s",
+			    vips_error_buffer());
+			vips_error_clear();
+			vips.state = -1;
+		} else {
+			vips_concurrency_set(1);
+			vips_cache_set_max(0);
+			vips_cache_set_max_mem(0);
+			g_log_set_handler("VIPS", G_LOG_LEVEL_WARNING | G_LOG_LEVEL_MESSAGE, quiet,
+			    NULL);
+			/* SVG, PDF, ImageMagick and the like are not for files from strangers,
+			 * unless the operator names them */
+			vips_block_untrusted_set(TRUE);
+			for (size_t i = 0; i < sizeof(loaders) / sizeof(loaders[0]); i++)
+				if (vips.allow & loaders[i].bit)
+					vips_operation_block_set(loaders[i].base, FALSE);
+			vips.state = 1;
+		}
+	}
+	if (vips.state < 0) {
+		errf(err, errsz, "%s", vips.msg);
 		return -1;
 	}
-	vips_concurrency_set(1);
-	vips_cache_set_max(0);
-	vips_cache_set_max_mem(0);
-	g_log_set_handler("VIPS", G_LOG_LEVEL_WARNING | G_LOG_LEVEL_MESSAGE, quiet, NULL);
-	/* SVG, PDF, ImageMagick and the like are not for files from strangers, unless the
-	 * operator names them */
-	vips_block_untrusted_set(TRUE);
-	for (size_t i = 0; i < sizeof(loaders) / sizeof(loaders[0]); i++)
-		if (allow & loaders[i].bit)
-			vips_operation_block_set(loaders[i].base, FALSE);
 	return 0;
 }
 
@@ -892,6 +923,8 @@ decode_vips(const unsigned char *src, size_t len, const struct img_settings *s, 
 	VipsRect all;
 	int bands, rc = -1;
 
+	if (vips_up(err, errsz) != 0)
+		return -1;
 	im = vips_image_new_from_buffer(src, len, "", "access", VIPS_ACCESS_SEQUENTIAL,
 	    "fail_on", VIPS_FAIL_ON_ERROR, NULL);
 	if (im == NULL) {
@@ -1049,11 +1082,13 @@ interpretation(const struct pix *p, int bands)
 static int
 to_srgb(struct buf *b, const struct pix *p, char *err, size_t errsz)
 {
-	VipsImage *in = wrap(b, interpretation(p, b->bands)), *t = NULL, *g = NULL;
+	VipsImage *in, *t = NULL, *g = NULL;
 	int grey = !p->cmyk && b->bands <= 2;
 	int rc;
 
-	if (in == NULL) {
+	if (vips_up(err, errsz) != 0)
+		return -1;
+	if ((in = wrap(b, interpretation(p, b->bands))) == NULL) {
 		vips_err(err, errsz, "cannot wrap pixels");
 		return -1;
 	}
@@ -1125,8 +1160,11 @@ crop(struct buf *b, const struct img_box *box, const struct pix *p, char *err, s
 			memcpy(out.px + row * y,
 			    b->px + (((size_t)(y0 + y) * b->w + x0) * (size_t)b->bands), row);
 	} else {
-		VipsImage *in = wrap(b, interpretation(p, b->bands)), *t;
+		VipsImage *in, *t;
 
+		if (vips_up(err, errsz) != 0)
+			return -1;
+		in = wrap(b, interpretation(p, b->bands));
 		if (in == NULL || vips_smartcrop(in, &t, (int)cw, (int)ch, "interesting",
 		    box->crop == IMG_CROP_ENTROPY ? VIPS_INTERESTING_ENTROPY :
 		    VIPS_INTERESTING_ATTENTION, NULL) != 0) {
@@ -1164,7 +1202,10 @@ static VipsBlob *
 srgb_profile(void)
 {
 	VipsBlob *blob = NULL;
+	char err[ERRSZ];
 
+	if (vips_up(err, sizeof(err)) != 0)
+		return NULL;
 	if (vips_profile_load("srgb", &blob, NULL) != 0) {
 		vips_error_clear();
 		return NULL;
@@ -1349,12 +1390,14 @@ static int
 encode_webp(const struct buf *b, const struct pix *p, const struct img_settings *s,
     unsigned char **out, unsigned long *outlen, char *err, size_t errsz)
 {
-	VipsImage *in = wrap(b, interpretation(p, b->bands));
+	VipsImage *in;
 	void *data = NULL;
 	size_t len = 0;
 	int rc;
 
-	if (in == NULL) {
+	if (vips_up(err, errsz) != 0)
+		return -1;
+	if ((in = wrap(b, interpretation(p, b->bands))) == NULL) {
 		vips_err(err, errsz, "cannot wrap pixels");
 		return -1;
 	}
