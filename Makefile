@@ -24,8 +24,14 @@ endif
 CFLAGS ?= -O2 -g
 WARN = -Wall -Wextra -Wshadow -Wstrict-prototypes -Wmissing-prototypes -Wno-unused-parameter
 ALL_CFLAGS = -std=gnu11 $(WARN) $(CFLAGS) $(SANFLAGS) -Iinclude \
-	$(shell $(PKG_CONFIG) --cflags $(PKGS) 2>/dev/null) -MMD -MP
-LIBS = $(shell $(PKG_CONFIG) --libs $(PKGS) 2>/dev/null) -lpthread -lm
+	$(shell $(PKG_CONFIG) --cflags $(PKGS) 2>/dev/null) -DTHUMBR_VIPS_SONAME='"$(VIPS_SONAME)"' -MMD -MP
+# libvips is opened with dlopen when a worker first needs it (see src/img.c): the binary links
+# only libjpeg and libpng; the tests, which call libvips themselves, link it too
+LINK_PKGS = libpng libjpeg
+LIBS = $(shell $(PKG_CONFIG) --libs $(LINK_PKGS) 2>/dev/null) -ldl -lpthread -lm
+VIPS_LIBS = $(shell $(PKG_CONFIG) --libs vips 2>/dev/null)
+VIPS_SONAME := $(or $(shell readelf -d "$$($(PKG_CONFIG) --variable=libdir vips 2>/dev/null)/libvips.so" \
+	2>/dev/null | sed -n 's/.*(SONAME).*\[\(.*\)\]/\1/p'),libvips.so.42)
 CHECK_CFLAGS = $(shell $(PKG_CONFIG) --cflags check 2>/dev/null)
 CHECK_LIBS = $(shell $(PKG_CONFIG) --libs check 2>/dev/null)
 
@@ -55,7 +61,7 @@ $(BUILD)/tests/%.o: tests/%.c
 	$(CC) $(ALL_CFLAGS) $(CHECK_CFLAGS) -c -o $@ $<
 
 $(BUILD)/check_thumbr: $(OBJS) $(TEST_OBJS)
-	$(CC) $(ALL_CFLAGS) -o $@ $^ $(CHECK_LIBS) $(LIBS)
+	$(CC) $(ALL_CFLAGS) -o $@ $^ $(CHECK_LIBS) $(LIBS) $(VIPS_LIBS)
 
 # Every test: unit suites and end-to-end runs of the real binary over testdata/.
 # Check forks each test: a sanitizer report must end that test, not just its exit code;

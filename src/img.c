@@ -25,6 +25,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <dlfcn.h>
 #include <jpeglib.h>
 #include <png.h>
 #include <vips/vips.h>
@@ -107,7 +108,61 @@ quiet(const gchar *domain, GLogLevelFlags level, const gchar *msg, gpointer data
 	(void)data;     /* libvips' warnings are about files, which report their own errors */
 }
 
-/* libvips is started on first use (vips_up): JPEG and PNG with an sRGB profile or none,
+/*
+ * libvips is opened with dlopen on first use (vips_open): a process that never needs it -- the
+ * main process, and workers given only JPEG and PNG -- neither maps its hundred libraries nor
+ * pays for their relocation (20 ms and 22 MB of every process).  Every libvips and GLib
+ * function is called through V, typed from libvips' own declarations.
+ */
+#define VIPS_FUNCS(X) \
+	X(g_free) \
+	X(g_log_set_handler) \
+	X(g_object_unref) \
+	X(vips_area_unref) \
+	X(vips_blob_get) \
+	X(vips_block_untrusted_set) \
+	X(vips_cache_set_max) \
+	X(vips_cache_set_max_mem) \
+	X(vips_cast) \
+	X(vips_colourspace) \
+	X(vips_concurrency_set) \
+	X(vips_error_buffer) \
+	X(vips_error_clear) \
+	X(vips_extract_band) \
+	X(vips_icc_transform) \
+	X(vips_image_get_bands) \
+	X(vips_image_get_blob) \
+	X(vips_image_get_format) \
+	X(vips_image_get_height) \
+	X(vips_image_get_orientation) \
+	X(vips_image_get_typeof) \
+	X(vips_image_get_width) \
+	X(vips_image_guess_interpretation) \
+	X(vips_image_new_from_buffer) \
+	X(vips_image_new_from_memory) \
+	X(vips_image_remove) \
+	X(vips_image_set_blob_copy) \
+	X(vips_init) \
+	X(vips_operation_block_set) \
+	X(vips_profile_load) \
+	X(vips_region_new) \
+	X(vips_region_prepare) \
+	X(vips_smartcrop) \
+	X(vips_version) \
+	X(vips_webpsave_buffer)
+#ifndef THUMBR_VIPS_SONAME
+#define THUMBR_VIPS_SONAME "libvips.so.42"     /* the Makefile reads it off the library */
+#endif
+#define VIPS_FIELD(f) __typeof__(&f) f;
+static struct {
+	void *h;
+	VIPS_FUNCS(VIPS_FIELD)
+} V;
+
+/* row y of a region prepared over a whole image */
+#define ROW(reg, y) ((reg)->data + (size_t)((int)(y) - (reg)->valid.top) * (size_t)(reg)->bpl)
+
+/* libvips is started on first use (vips_open): JPEG and PNG with an sRGB profile or none,
  * most of any photo tree, never need it, and starting it costs a worker 20 ms of CPU. */
 static struct {
 	char *argv0;
@@ -129,7 +184,7 @@ img_init(const char *argv0, unsigned allow, char *err, size_t errsz)
 
 /* Start libvips in this process once.  0, or -1 with err set. */
 static int
-vips_up(char *err, size_t errsz)
+vips_open(char *err, size_t errsz)
 {
 	static const struct { unsigned bit; const char *base; } loaders[] = {
 		{ SCAN_ALLOW_SVG, "VipsForeignLoadSvg" }, { SCAN_ALLOW_PDF, "VipsForeignLoadPdf" },
@@ -137,26 +192,45 @@ vips_up(char *err, size_t errsz)
 	};
 
 	if (vips.state == 0) {
-		if (VIPS_INIT(vips.argv0 != NULL ? vips.argv0 : "thumbr") != 0) {
+		const char *missing = NULL;
+
+		vips.state = -1;
+		if ((V.h = dlopen(THUMBR_VIPS_SONAME, RTLD_NOW | RTLD_LOCAL)) == NULL) {
+			snprintf(vips.msg, sizeof(vips.msg), "cannot load libvips: %s", dlerror());
+			goto out;
+		}
+#define VIPS_LOAD(f) if ((*(void **)&V.f = dlsym(V.h, #f)) == NULL) missing = #f;
+		VIPS_FUNCS(VIPS_LOAD)
+#undef VIPS_LOAD
+		if (missing != NULL) {
+			snprintf(vips.msg, sizeof(vips.msg), "cannot load libvips: no %s", missing);
+			goto out;
+		}
+		if (V.vips_version(0) != VIPS_MAJOR_VERSION) {
+			snprintf(vips.msg, sizeof(vips.msg), "libvips is %d.%d, thumbr was built for %d.x",
+			    V.vips_version(0), V.vips_version(1), VIPS_MAJOR_VERSION);
+			goto out;
+		}
+		if (V.vips_init(vips.argv0 != NULL ? vips.argv0 : "thumbr") != 0) {
 			snprintf(vips.msg, sizeof(vips.msg), "cannot start libvips: %s",
-			    vips_error_buffer());
-			vips_error_clear();
-			vips.state = -1;
+			    V.vips_error_buffer());
+			V.vips_error_clear();
 		} else {
-			vips_concurrency_set(1);
-			vips_cache_set_max(0);
-			vips_cache_set_max_mem(0);
-			g_log_set_handler("VIPS", G_LOG_LEVEL_WARNING | G_LOG_LEVEL_MESSAGE, quiet,
+			V.vips_concurrency_set(1);
+			V.vips_cache_set_max(0);
+			V.vips_cache_set_max_mem(0);
+			V.g_log_set_handler("VIPS", G_LOG_LEVEL_WARNING | G_LOG_LEVEL_MESSAGE, quiet,
 			    NULL);
 			/* SVG, PDF, ImageMagick and the like are not for files from strangers,
 			 * unless the operator names them */
-			vips_block_untrusted_set(TRUE);
+			V.vips_block_untrusted_set(TRUE);
 			for (size_t i = 0; i < sizeof(loaders) / sizeof(loaders[0]); i++)
 				if (vips.allow & loaders[i].bit)
-					vips_operation_block_set(loaders[i].base, FALSE);
+					V.vips_operation_block_set(loaders[i].base, FALSE);
 			vips.state = 1;
 		}
 	}
+out:
 	if (vips.state < 0) {
 		errf(err, errsz, "%s", vips.msg);
 		return -1;
@@ -888,11 +962,11 @@ decode_png(const unsigned char *data, size_t len, const struct img_settings *s, 
 /* ---- other formats, through libvips ---- */
 
 static void
-vips_err(char *err, size_t errsz, const char *what)
+vfail(char *err, size_t errsz, const char *what)
 {
-	char *m = xstrdup(vips_error_buffer());
+	char *m = xstrdup(V.vips_error_buffer());
 
-	vips_error_clear();
+	V.vips_error_clear();
 	lower_msg(m);
 	errf(err, errsz, "%s: %s", what, m[0] ? m : "libvips failed");
 	free(m);
@@ -904,8 +978,8 @@ copy_blob(VipsImage *im, const char *name, unsigned char **dst, size_t *len)
 	const void *data;
 	size_t n;
 
-	if (vips_image_get_typeof(im, name) != 0 &&
-	    vips_image_get_blob(im, name, &data, &n) == 0 && n > 0) {
+	if (V.vips_image_get_typeof(im, name) != 0 &&
+	    V.vips_image_get_blob(im, name, &data, &n) == 0 && n > 0) {
 		*dst = dup_bytes(data, n);
 		*len = n;
 	}
@@ -923,21 +997,21 @@ decode_vips(const unsigned char *src, size_t len, const struct img_settings *s, 
 	VipsRect all;
 	int bands, rc = -1;
 
-	if (vips_up(err, errsz) != 0)
+	if (vips_open(err, errsz) != 0)
 		return -1;
-	im = vips_image_new_from_buffer(src, len, "", "access", VIPS_ACCESS_SEQUENTIAL,
+	im = V.vips_image_new_from_buffer(src, len, "", "access", VIPS_ACCESS_SEQUENTIAL,
 	    "fail_on", VIPS_FAIL_ON_ERROR, NULL);
 	if (im == NULL) {
-		vips_err(err, errsz, "cannot load");
+		vfail(err, errsz, "cannot load");
 		return -1;
 	}
-	p->fw = (uint32_t)vips_image_get_width(im);
-	p->fh = (uint32_t)vips_image_get_height(im);
+	p->fw = (uint32_t)V.vips_image_get_width(im);
+	p->fh = (uint32_t)V.vips_image_get_height(im);
 	if (too_big(s, p->fw, p->fh, err, errsz)) {
-		g_object_unref(im);
+		V.g_object_unref(im);
 		return -1;
 	}
-	p->orient = s->rotate ? vips_image_get_orientation(im) : 1;
+	p->orient = s->rotate ? V.vips_image_get_orientation(im) : 1;
 	if (p->orient < 1 || p->orient > 8)
 		p->orient = 1;
 	copy_blob(im, VIPS_META_ICC_NAME, &p->icc, &p->icclen);
@@ -949,26 +1023,26 @@ decode_vips(const unsigned char *src, size_t len, const struct img_settings *s, 
 			p->exiflen -= 6;
 		}
 	}
-	p->cmyk = vips_image_guess_interpretation(im) == VIPS_INTERPRETATION_CMYK;
+	p->cmyk = V.vips_image_guess_interpretation(im) == VIPS_INTERPRETATION_CMYK;
 	/* 8 bits per sample */
-	if (vips_image_get_format(im) != VIPS_FORMAT_UCHAR) {
-		VipsInterpretation in = vips_image_guess_interpretation(im);
+	if (V.vips_image_get_format(im) != VIPS_FORMAT_UCHAR) {
+		VipsInterpretation in = V.vips_image_guess_interpretation(im);
 
 		if (in == VIPS_INTERPRETATION_RGB16 || in == VIPS_INTERPRETATION_GREY16) {
-			if (vips_colourspace(im, &t, in == VIPS_INTERPRETATION_RGB16 ?
+			if (V.vips_colourspace(im, &t, in == VIPS_INTERPRETATION_RGB16 ?
 			    VIPS_INTERPRETATION_sRGB : VIPS_INTERPRETATION_B_W, NULL) != 0)
 				goto fail;
-		} else if (vips_cast(im, &t, VIPS_FORMAT_UCHAR, "shift", TRUE, NULL) != 0) {
+		} else if (V.vips_cast(im, &t, VIPS_FORMAT_UCHAR, "shift", TRUE, NULL) != 0) {
 			goto fail;
 		}
-		g_object_unref(im);
+		V.g_object_unref(im);
 		im = t;
 	}
-	bands = vips_image_get_bands(im);
+	bands = V.vips_image_get_bands(im);
 	if (bands > 4 || (p->cmyk && bands > 4)) {
-		if (vips_extract_band(im, &t, 0, "n", 4, NULL) != 0)
+		if (V.vips_extract_band(im, &t, 0, "n", 4, NULL) != 0)
 			goto fail;
-		g_object_unref(im);
+		V.g_object_unref(im);
 		im = t;
 		bands = 4;
 	}
@@ -976,8 +1050,8 @@ decode_vips(const unsigned char *src, size_t len, const struct img_settings *s, 
 	all.left = all.top = 0;
 	all.width = (int)p->fw;
 	all.height = (int)p->fh;
-	reg = vips_region_new(im);
-	if (reg == NULL || vips_region_prepare(reg, &all) != 0)
+	reg = V.vips_region_new(im);
+	if (reg == NULL || V.vips_region_prepare(reg, &all) != 0)
 		goto fail;
 	if (sink_start(k, p, p->fw, p->fh, bands, s) != 0) {
 		errf(err, errsz, "out of memory for a %ux%u image", p->fw, p->fh);
@@ -987,7 +1061,7 @@ decode_vips(const unsigned char *src, size_t len, const struct img_settings *s, 
 		unsigned char *row = xmalloc((size_t)p->fw * (size_t)bands);
 
 		for (uint32_t y = 0; y < p->fh; y++) {
-			memcpy(row, VIPS_REGION_ADDR(reg, 0, (int)y), (size_t)p->fw * (size_t)bands);
+			memcpy(row, ROW(reg, y), (size_t)p->fw * (size_t)bands);
 			alpha_row(row, p->fw, bands, p->alpha || (!p->cmyk && bands == 4), s);
 			sink_row(k, row);
 		}
@@ -996,11 +1070,11 @@ decode_vips(const unsigned char *src, size_t len, const struct img_settings *s, 
 	rc = 0;
 	goto out;
 fail:
-	vips_err(err, errsz, "cannot decode");
+	vfail(err, errsz, "cannot decode");
 out:
 	if (reg != NULL)
-		g_object_unref(reg);
-	g_object_unref(im);
+		V.g_object_unref(reg);
+	V.g_object_unref(im);
 	return rc;
 }
 
@@ -1009,7 +1083,7 @@ out:
 static VipsImage *
 wrap(const struct buf *b, VipsInterpretation type)
 {
-	VipsImage *im = vips_image_new_from_memory(b->px, (size_t)b->w * b->h * (size_t)b->bands,
+	VipsImage *im = V.vips_image_new_from_memory(b->px, (size_t)b->w * b->h * (size_t)b->bands,
 	    (int)b->w, (int)b->h, b->bands, VIPS_FORMAT_UCHAR);
 
 	if (im != NULL)
@@ -1022,28 +1096,28 @@ wrap(const struct buf *b, VipsInterpretation type)
 static int
 unwrap(VipsImage *im, struct buf *out, char *err, size_t errsz, const char *what)
 {
-	VipsRegion *reg = vips_region_new(im);
-	VipsRect all = { 0, 0, vips_image_get_width(im), vips_image_get_height(im) };
+	VipsRegion *reg = V.vips_region_new(im);
+	VipsRect all = { 0, 0, V.vips_image_get_width(im), V.vips_image_get_height(im) };
 	size_t row;
 
-	if (reg == NULL || vips_image_get_format(im) != VIPS_FORMAT_UCHAR ||
-	    vips_region_prepare(reg, &all) != 0) {
-		if (reg != NULL && vips_image_get_format(im) != VIPS_FORMAT_UCHAR)
+	if (reg == NULL || V.vips_image_get_format(im) != VIPS_FORMAT_UCHAR ||
+	    V.vips_region_prepare(reg, &all) != 0) {
+		if (reg != NULL && V.vips_image_get_format(im) != VIPS_FORMAT_UCHAR)
 			errf(err, errsz, "%s: unexpected sample format", what);
 		else
-			vips_err(err, errsz, what);
+			vfail(err, errsz, what);
 		if (reg != NULL)
-			g_object_unref(reg);
+			V.g_object_unref(reg);
 		return -1;
 	}
 	out->w = (uint32_t)all.width;
 	out->h = (uint32_t)all.height;
-	out->bands = vips_image_get_bands(im);
+	out->bands = V.vips_image_get_bands(im);
 	row = (size_t)out->w * (size_t)out->bands;
 	out->px = xmalloc(row * out->h);
 	for (uint32_t y = 0; y < out->h; y++)
-		memcpy(out->px + row * y, VIPS_REGION_ADDR(reg, 0, (int)y), row);
-	g_object_unref(reg);
+		memcpy(out->px + row * y, ROW(reg, y), row);
+	V.g_object_unref(reg);
 	return 0;
 }
 
@@ -1056,8 +1130,8 @@ replace_with(struct buf *b, VipsImage *t, VipsImage *in, char *err, size_t errsz
 	struct buf out;
 	int rc = unwrap(t, &out, err, errsz, what);
 
-	g_object_unref(t);
-	g_object_unref(in);
+	V.g_object_unref(t);
+	V.g_object_unref(in);
 	if (rc != 0)
 		return -1;
 	free(b->px);
@@ -1086,38 +1160,38 @@ to_srgb(struct buf *b, const struct pix *p, char *err, size_t errsz)
 	int grey = !p->cmyk && b->bands <= 2;
 	int rc;
 
-	if (vips_up(err, errsz) != 0)
+	if (vips_open(err, errsz) != 0)
 		return -1;
 	if ((in = wrap(b, interpretation(p, b->bands))) == NULL) {
-		vips_err(err, errsz, "cannot wrap pixels");
+		vfail(err, errsz, "cannot wrap pixels");
 		return -1;
 	}
 	if (p->icc != NULL)
-		vips_image_set_blob_copy(in, VIPS_META_ICC_NAME, p->icc, p->icclen);
-	rc = vips_icc_transform(in, &t, "srgb", "embedded", TRUE,
+		V.vips_image_set_blob_copy(in, VIPS_META_ICC_NAME, p->icc, p->icclen);
+	rc = V.vips_icc_transform(in, &t, "srgb", "embedded", TRUE,
 	    "input_profile", p->cmyk ? "cmyk" : "srgb", NULL);
 	if (rc != 0 && p->cmyk && p->icc != NULL) {
-		vips_error_clear();
-		vips_image_remove(in, VIPS_META_ICC_NAME);
-		rc = vips_icc_transform(in, &t, "srgb", "input_profile", "cmyk", NULL);
+		V.vips_error_clear();
+		V.vips_image_remove(in, VIPS_META_ICC_NAME);
+		rc = V.vips_icc_transform(in, &t, "srgb", "input_profile", "cmyk", NULL);
 	}
 	if (rc != 0) {
-		g_object_unref(in);
+		V.g_object_unref(in);
 		if (p->cmyk) {
-			vips_err(err, errsz, "cannot convert CMYK to sRGB");
+			vfail(err, errsz, "cannot convert CMYK to sRGB");
 			return -1;
 		}
-		vips_error_clear();
+		V.vips_error_clear();
 		return 0;       /* keep the pixels as they are */
 	}
-	if (grey && vips_image_get_bands(t) > b->bands) {
-		if (vips_colourspace(t, &g, VIPS_INTERPRETATION_B_W, NULL) != 0) {
-			g_object_unref(t);
-			g_object_unref(in);
-			vips_err(err, errsz, "cannot convert to grey");
+	if (grey && V.vips_image_get_bands(t) > b->bands) {
+		if (V.vips_colourspace(t, &g, VIPS_INTERPRETATION_B_W, NULL) != 0) {
+			V.g_object_unref(t);
+			V.g_object_unref(in);
+			vfail(err, errsz, "cannot convert to grey");
 			return -1;
 		}
-		g_object_unref(t);
+		V.g_object_unref(t);
 		t = g;
 	}
 	return replace_with(b, t, in, err, errsz, "cannot convert to sRGB");
@@ -1162,15 +1236,15 @@ crop(struct buf *b, const struct img_box *box, const struct pix *p, char *err, s
 	} else {
 		VipsImage *in, *t;
 
-		if (vips_up(err, errsz) != 0)
+		if (vips_open(err, errsz) != 0)
 			return -1;
 		in = wrap(b, interpretation(p, b->bands));
-		if (in == NULL || vips_smartcrop(in, &t, (int)cw, (int)ch, "interesting",
+		if (in == NULL || V.vips_smartcrop(in, &t, (int)cw, (int)ch, "interesting",
 		    box->crop == IMG_CROP_ENTROPY ? VIPS_INTERESTING_ENTROPY :
 		    VIPS_INTERESTING_ATTENTION, NULL) != 0) {
 			if (in != NULL)
-				g_object_unref(in);
-			vips_err(err, errsz, "cannot crop");
+				V.g_object_unref(in);
+			vfail(err, errsz, "cannot crop");
 			return -1;
 		}
 		return replace_with(b, t, in, err, errsz, "cannot crop");
@@ -1204,10 +1278,10 @@ srgb_profile(void)
 	VipsBlob *blob = NULL;
 	char err[ERRSZ];
 
-	if (vips_up(err, sizeof(err)) != 0)
+	if (vips_open(err, sizeof(err)) != 0)
 		return NULL;
-	if (vips_profile_load("srgb", &blob, NULL) != 0) {
-		vips_error_clear();
+	if (V.vips_profile_load("srgb", &blob, NULL) != 0) {
+		V.vips_error_clear();
 		return NULL;
 	}
 	return blob;
@@ -1274,12 +1348,12 @@ encode_jpeg(const struct buf *b, const struct pix *p, const struct img_settings 
 		if (p->icc != NULL && b->bands == 3) {
 			VipsBlob *srgb = srgb_profile();
 			size_t n;
-			const void *d = srgb ? vips_blob_get(srgb, &n) : NULL;
+			const void *d = srgb ? V.vips_blob_get(srgb, &n) : NULL;
 
 			if (d != NULL)
 				jpeg_write_icc_profile(&cinfo, d, (unsigned)n);
 			if (srgb != NULL)
-				vips_area_unref(VIPS_AREA(srgb));
+				V.vips_area_unref((VipsArea *)srgb);
 		}
 	}
 	while (cinfo.next_scanline < cinfo.image_height) {
@@ -1342,7 +1416,7 @@ encode_png(const struct buf *b, const struct pix *p, const struct img_settings *
 		free(d.p);
 		free(exif);
 		if (srgb != NULL)
-			vips_area_unref(VIPS_AREA(srgb));
+			V.vips_area_unref((VipsArea *)srgb);
 		lower_msg(d.j.msg);
 		errf(err, errsz, "cannot encode: %s", d.j.msg);
 		return -1;
@@ -1357,7 +1431,7 @@ encode_png(const struct buf *b, const struct pix *p, const struct img_settings *
 		}
 		if (p->icc != NULL && b->bands >= 3 && (srgb = srgb_profile()) != NULL) {
 			size_t n;
-			const void *data = vips_blob_get(srgb, &n);
+			const void *data = V.vips_blob_get(srgb, &n);
 
 			png_set_iCCP(png, info, "sRGB", PNG_COMPRESSION_TYPE_BASE, data,
 			    (png_uint_32)n);
@@ -1380,7 +1454,7 @@ encode_png(const struct buf *b, const struct pix *p, const struct img_settings *
 	png_destroy_write_struct(&png, &info);
 	free(exif);
 	if (srgb != NULL)
-		vips_area_unref(VIPS_AREA(srgb));
+		V.vips_area_unref((VipsArea *)srgb);
 	*out = d.p;
 	*outlen = d.len;
 	return 0;
@@ -1395,42 +1469,42 @@ encode_webp(const struct buf *b, const struct pix *p, const struct img_settings 
 	size_t len = 0;
 	int rc;
 
-	if (vips_up(err, errsz) != 0)
+	if (vips_open(err, errsz) != 0)
 		return -1;
 	if ((in = wrap(b, interpretation(p, b->bands))) == NULL) {
-		vips_err(err, errsz, "cannot wrap pixels");
+		vfail(err, errsz, "cannot wrap pixels");
 		return -1;
 	}
 	if (s->keep_metadata) {
 		if (p->exif != NULL) {
 			unsigned char *e = exif_upright(p);
 
-			vips_image_set_blob_copy(in, VIPS_META_EXIF_NAME, e, p->exiflen);
+			V.vips_image_set_blob_copy(in, VIPS_META_EXIF_NAME, e, p->exiflen);
 			free(e);
 		}
 		if (p->xmp != NULL)
-			vips_image_set_blob_copy(in, VIPS_META_XMP_NAME, p->xmp, p->xmplen);
+			V.vips_image_set_blob_copy(in, VIPS_META_XMP_NAME, p->xmp, p->xmplen);
 		if (p->icc != NULL && b->bands >= 3) {
 			VipsBlob *srgb = srgb_profile();
 			size_t n;
-			const void *d = srgb ? vips_blob_get(srgb, &n) : NULL;
+			const void *d = srgb ? V.vips_blob_get(srgb, &n) : NULL;
 
 			if (d != NULL)
-				vips_image_set_blob_copy(in, VIPS_META_ICC_NAME, d, n);
+				V.vips_image_set_blob_copy(in, VIPS_META_ICC_NAME, d, n);
 			if (srgb != NULL)
-				vips_area_unref(VIPS_AREA(srgb));
+				V.vips_area_unref((VipsArea *)srgb);
 		}
 	}
-	rc = vips_webpsave_buffer(in, &data, &len, "Q", (int)s->quality,
+	rc = V.vips_webpsave_buffer(in, &data, &len, "Q", (int)s->quality,
 	    "strip", !s->keep_metadata, NULL);
-	g_object_unref(in);
+	V.g_object_unref(in);
 	if (rc != 0) {
-		vips_err(err, errsz, "cannot encode");
+		vfail(err, errsz, "cannot encode");
 		return -1;
 	}
 	*out = dup_bytes(data, len);
 	*outlen = len;
-	g_free(data);
+	V.g_free(data);
 	return 0;
 }
 
