@@ -101,7 +101,7 @@ memcheck: thumbr
 CLANG ?= clang
 FUZZ_SECONDS ?= 60
 FUZZ_SRC = tests/fuzz_parse.c src/opts.c src/state.c src/ring.c src/util.c src/plan.c \
-	src/img.c src/scan.c src/resample.c src/jpegdc.c
+	src/img.c src/scan.c src/resample.c src/jpegdc.c src/icc.c
 build/fuzz/fuzz_parse: $(FUZZ_SRC) $(wildcard include/thumbr/*.h)
 	@mkdir -p $(@D)
 	$(CLANG) -std=gnu11 -g -O1 -fsanitize=fuzzer,address,undefined -Iinclude \

@@ -192,7 +192,8 @@ rs_new(uint32_t iw, uint32_t ih, uint32_t ow, uint32_t oh, int bands)
  * vectorises (the Makefile builds this file with -ftree-vectorize), and cloned for AVX2, taken
  * at run time where the CPU has it.  n is a multiple of VF and both rows are 32-byte
  * aligned. */
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && \
+    !defined(__SANITIZE_THREAD__)      /* TSan crashes in the ifunc resolvers, run before it */
 #define HOT __attribute__((target_clones("avx2", "default")))
 #else
 #define HOT
