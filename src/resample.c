@@ -192,8 +192,12 @@ rs_new(uint32_t iw, uint32_t ih, uint32_t ow, uint32_t oh, int bands)
  * vectorises (the Makefile builds this file with -ftree-vectorize), and cloned for AVX2, taken
  * at run time where the CPU has it.  n is a multiple of VF and both rows are 32-byte
  * aligned. */
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && \
-    !defined(__SANITIZE_THREAD__)      /* TSan crashes in the ifunc resolvers, run before it */
+#if defined(__SANITIZE_THREAD__)
+/* No clones: TSan crashes in ifunc resolvers, which run before it is up.  And no TSan
+ * instrumentation: these loops touch only this thread's rows, and instrumented they made the
+ * end-to-end tests time out. */
+#define HOT __attribute__((no_sanitize_thread))
+#elif defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
 #define HOT __attribute__((target_clones("avx2", "default")))
 #else
 #define HOT
@@ -232,7 +236,7 @@ clamp8(float v)
 }
 
 /* The horizontal pass of one finished row: a (iw samples) into out (ow samples). */
-static void
+HOT static void
 across(const struct rs *r, const float *a, unsigned char *out)
 {
 	const struct axis *x = &r->x;
