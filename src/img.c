@@ -591,7 +591,7 @@ sink_done(struct sink *k, char *err, size_t errsz)
 			r->px = rs_image(f->px, f->w, f->h, f->bands, r->w, r->h);
 		}
 		if (r->px == NULL) {
-			errf(err, errsz, "out of memory resizing to %ux%u", r->w, r->h);
+			errf(err, errsz, "cannot resize to %ux%u (out of memory)", r->w, r->h);
 			return -1;
 		}
 	}
@@ -763,7 +763,7 @@ decode_jpeg(const unsigned char *src, size_t len, const struct img_settings *s, 
 	inverted = p->cmyk && cinfo.saw_Adobe_marker;
 	p->full_chroma = cinfo.num_components == 3 && cinfo.comp_info[0].h_samp_factor == 1 &&
 	    cinfo.comp_info[0].v_samp_factor == 1;
-	if (num == 1 && cinfo.progressive_mode && !cinfo.arith_code &&
+	if (num == 1 && cinfo.progressive_mode && !cinfo.arith_code && !je.warned &&
 	    cinfo.data_precision == 8 && (cinfo.jpeg_color_space == JCS_GRAYSCALE ||
 	    cinfo.jpeg_color_space == JCS_YCbCr || cinfo.jpeg_color_space == JCS_RGB)) {
 		int ycc = cinfo.jpeg_color_space == JCS_YCbCr;
@@ -874,6 +874,7 @@ decode_png(const unsigned char *data, size_t len, const struct img_settings *s, 
 	png_structp png;
 	png_infop info = NULL;
 	unsigned char *volatile rows = NULL;
+	png_bytep *volatile v = NULL;   /* row pointers of an interlaced image */
 	uint32_t y;
 	int bands, passes;
 	size_t rowbytes;
@@ -888,6 +889,7 @@ decode_png(const unsigned char *data, size_t len, const struct img_settings *s, 
 		return -1;
 	}
 	if (setjmp(src.j.jb)) {
+		free(v);
 		png_destroy_read_struct(&png, &info, NULL);
 		free(rows);
 		lower_msg(src.j.msg);
@@ -938,12 +940,13 @@ decode_png(const unsigned char *data, size_t len, const struct img_settings *s, 
 	if (rows == NULL)
 		png_error(png, "out of memory");
 	if (passes > 1) {
-		png_bytep *v = png_malloc(png, sizeof(png_bytep) * p->fh);
-
+		if ((v = malloc(sizeof(png_bytep) * p->fh)) == NULL)
+			png_error(png, "out of memory");
 		for (y = 0; y < p->fh; y++)
 			v[y] = rows + rowbytes * y;
 		png_read_image(png, v);
-		png_free(png, v);
+		free(v);
+		v = NULL;
 	}
 	for (y = 0; y < p->fh; y++) {
 		unsigned char *row = passes > 1 ? rows + rowbytes * y : rows;
@@ -995,7 +998,7 @@ decode_vips(const unsigned char *src, size_t len, const struct img_settings *s, 
 	VipsImage *im, *t;
 	VipsRegion *reg = NULL;
 	VipsRect all;
-	int bands, rc = -1;
+	int bands, alpha, rc = -1;
 
 	if (vips_open(err, errsz) != 0)
 		return -1;
@@ -1039,14 +1042,16 @@ decode_vips(const unsigned char *src, size_t len, const struct img_settings *s, 
 		im = t;
 	}
 	bands = V.vips_image_get_bands(im);
-	if (bands > 4 || (p->cmyk && bands > 4)) {
+	if (bands > 4) {
 		if (V.vips_extract_band(im, &t, 0, "n", 4, NULL) != 0)
 			goto fail;
 		V.g_object_unref(im);
 		im = t;
 		bands = 4;
 	}
-	p->alpha = !p->cmyk && (bands == 2 || bands == 4);
+	/* sink_start clears p->alpha when it is to be flattened (JPEG output): keep it here */
+	alpha = !p->cmyk && (bands == 2 || bands == 4);
+	p->alpha = alpha;
 	all.left = all.top = 0;
 	all.width = (int)p->fw;
 	all.height = (int)p->fh;
@@ -1062,7 +1067,7 @@ decode_vips(const unsigned char *src, size_t len, const struct img_settings *s, 
 
 		for (uint32_t y = 0; y < p->fh; y++) {
 			memcpy(row, ROW(reg, y), (size_t)p->fw * (size_t)bands);
-			alpha_row(row, p->fw, bands, p->alpha || (!p->cmyk && bands == 4), s);
+			alpha_row(row, p->fw, bands, alpha, s);
 			sink_row(k, row);
 		}
 		free(row);

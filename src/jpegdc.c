@@ -7,7 +7,7 @@
  * the DC quantisers, DHT the DC Huffman tables, DRI the restart interval.  A scan with Ss = 0
  * is a DC scan, decoded here (G.1.2.1: first scans add the Huffman-coded difference to the
  * component's predictor, refinement scans add one bit); any other scan is skipped to its
- * end.  A pixel is then what libjpeg's 1x1 inverse DCT gives, (DC * Q + 4) >> 3 + 128, with
+ * end.  A pixel is then what libjpeg's 1x1 inverse DCT gives, ((DC * Q + 4) >> 3) + 128, with
  * chroma repeated over the luma pixels it covers and libjpeg's integer YCbCr to RGB.
  */
 #include "thumbr/jpegdc.h"
@@ -394,7 +394,6 @@ jdc_decode(struct jdc *d, const unsigned char *src, size_t len, int ycc, char *e
 {
 	struct parse ps;
 	const unsigned char *p = src + 2, *end = src + len;
-	int ended = 0;
 
 	memset(d, 0, sizeof(*d));
 	memset(&ps, 0, sizeof(ps));
@@ -406,7 +405,7 @@ jdc_decode(struct jdc *d, const unsigned char *src, size_t len, int ycc, char *e
 		errf(err, errsz, "not a JPEG file");
 		return -1;
 	}
-	while (!ended) {
+	for (;;) {
 		unsigned m;
 		size_t n;
 		int rc = 0;
@@ -421,6 +420,10 @@ jdc_decode(struct jdc *d, const unsigned char *src, size_t len, int ycc, char *e
 		}
 		m = p[1];
 		p += 2;
+		if (m == 0x00) {        /* a stuffed byte: scan data where a marker must be */
+			fail(&ps, "corrupt JPEG data: extraneous bytes before a marker");
+			goto bad;
+		}
 		if (m == 0xD9)
 			break;
 		if ((m >= 0xD0 && m <= 0xD7) || m == 0x01)

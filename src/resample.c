@@ -80,7 +80,8 @@ axis_init(struct axis *a, uint32_t in, uint32_t out)
 	double *tmp;
 
 	memset(a, 0, sizeof(*a));
-	a->k = in == out ? 1 : (uint32_t)ceil(support) * 2 + 1;
+	/* a window holds at most 2 * ceil(support) + 1 inputs, and never more than there are */
+	a->k = in == out ? 1 : 2 * ceil(support) + 1 < in ? (uint32_t)(2 * ceil(support) + 1) : in;
 	a->first = malloc(out * sizeof(*a->first));
 	a->n = malloc(out * sizeof(*a->n));
 	a->w = malloc((size_t)out * a->k * sizeof(*a->w));

@@ -182,6 +182,21 @@ START_TEST(rows_or_whole_the_same_and_missing_rows_refused)
 }
 END_TEST
 
+/* A reduction larger than any window: the weights are capped at the input's size. */
+START_TEST(huge_reduction)
+{
+	uint32_t n = 3000000;
+	unsigned char *row = malloc(n), *got;
+
+	memset(row, 77, n);
+	got = rs_image(row, n, 1, 1, 1, 1);
+	ck_assert_ptr_nonnull(got);
+	ck_assert_int_eq(got[0], 77);
+	free(got);
+	free(row);
+}
+END_TEST
+
 START_TEST(bad_arguments_refused)
 {
 	ck_assert_ptr_null(rs_new(0, 10, 1, 1, 3));
@@ -204,6 +219,7 @@ resample_suite(void)
 	tcase_add_test(t, same_size_is_a_copy);
 	tcase_add_test(t, flat_stays_flat);
 	tcase_add_test(t, rows_or_whole_the_same_and_missing_rows_refused);
+	tcase_add_test(t, huge_reduction);
 	tcase_add_test(t, bad_arguments_refused);
 	suite_add_tcase(s, t);
 	return s;

@@ -9,9 +9,10 @@
  * the DC scans.
  *
  * Only what it needs: 8-bit, Huffman-coded progressive (SOF2), one component (grey) or three
- * (YCbCr, or RGB when the caller says so).  Anything else, or any damage in a DC scan, is an
- * error; the caller uses libjpeg for what this refuses.  Pure function of its input, no
- * global state; safe on hostile data (every read is bounds-checked).
+ * (YCbCr, or RGB when the caller says so); the caller sends only such files here (others go
+ * to libjpeg), so a refusal means a damaged file.  Any damage in a DC scan is an error.  Pure
+ * function of its input, no global state; safe on hostile data (every read is
+ * bounds-checked).
  */
 #ifndef THUMBR_JPEGDC_H
 #define THUMBR_JPEGDC_H
