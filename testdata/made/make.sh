@@ -32,6 +32,13 @@ rm -f /tmp/rgb16-$$.v
 # alpha: opaque at the top, transparent at the bottom
 convert "$src" \( -size 227x149 gradient:white-black \) -alpha off -compose copy_opacity \
 	-composite alpha.png
+# grey+alpha through a libvips loader (TIFF): top half black | white, opaque; bottom half
+# grey 100 at alpha 200 (onto white: 133)
+convert \( -size 32x24 xc:'gray(0)' -size 32x24 xc:'gray(255)' +append \
+	-size 64x24 xc:'gray(100)' -append \) \
+	\( -size 64x24 xc:'gray(255)' -size 64x24 xc:'gray(200)' -append \) \
+	-alpha off -compose CopyOpacity -composite -colorspace Gray -type GrayscaleAlpha \
+	-define tiff:alpha=unassociated -depth 8 -compress none grey-alpha.tif
 # other formats libvips loads
 for ext in webp tif gif heic avif; do vips copy "$src" "format-$ext.$ext"; done
 # JPEG codings: restart markers every 2 MCU rows, progressive, arithmetic (libjpeg-turbo-progs)
