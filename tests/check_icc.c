@@ -17,23 +17,12 @@
 #include "testutil.h"
 #include "thumbr/icc.h"
 
-static unsigned char *
-read_testdata(const char *rel, size_t *n)
-{
-	char *path = tu_join(tu_testdata(), rel);
-	unsigned char *p = (unsigned char *)tu_slurp(path, n);
-
-	ck_assert_msg(p != NULL, "cannot read %s", path);
-	free(path);
-	return p;
-}
-
 /* The ICC profile of a JPEG, from its APP2 "ICC_PROFILE" markers taken in file order. */
 static unsigned char *
 jpeg_icc(const char *rel, size_t *n)
 {
 	size_t len, at = 2;
-	unsigned char *f = read_testdata(rel, &len), *icc = NULL;
+	unsigned char *f = tu_testdata_slurp(rel, &len), *icc = NULL;
 
 	*n = 0;
 	while (at + 4 <= len && f[at] == 0xff && f[at + 1] != 0xda) {
@@ -124,14 +113,14 @@ static const double SRGB_TRC[5] = { 2.4, 1 / 1.055, 0.055 / 1.055, 1 / 12.92, 0.
 START_TEST(real_profiles)
 {
 	size_t n;
-	unsigned char *p = read_testdata("icc/sRGB.icc", &n);
+	unsigned char *p = tu_testdata_slurp("icc/sRGB.icc", &n);
 
 	ck_assert_int_eq(icc_is_srgb(p, n), 1);
 	free(p);
 	p = jpeg_icc("libjpeg-turbo/monkey12.jpg", &n);         /* sRGB2014 */
 	ck_assert_int_eq(icc_is_srgb(p, n), 1);
 	free(p);
-	p = read_testdata("icc/compatibleWithAdobeRGB1998.icc", &n);
+	p = tu_testdata_slurp("icc/compatibleWithAdobeRGB1998.icc", &n);
 	ck_assert_int_eq(icc_is_srgb(p, n), 0);
 	free(p);
 	p = jpeg_icc("made/cmyk-tagged.jpg", &n);               /* CMYK */
@@ -167,7 +156,7 @@ END_TEST
 START_TEST(damaged_profiles_refused)
 {
 	size_t n;
-	unsigned char *p = read_testdata("icc/sRGB.icc", &n), *q;
+	unsigned char *p = tu_testdata_slurp("icc/sRGB.icc", &n), *q;
 
 	ck_assert_int_eq(icc_is_srgb(NULL, 0), 0);
 	for (size_t cut = 0; cut < n; cut += 7) {        /* a copy of exactly cut bytes */

@@ -101,17 +101,14 @@ collect(void *ctx, unsigned box, unsigned width, unsigned height, const void *da
 static int
 thumb(const char *rel, const struct img_box *boxes, unsigned n, struct got *g, char *err)
 {
-	char *path = tu_join(tu_testdata(), rel);
 	size_t len;
-	unsigned char *src = (unsigned char *)tu_slurp(path, &len);
+	unsigned char *src = tu_testdata_slurp(rel, &len);
 	struct img_settings s = { boxes, n, 80, 1, IMG_JPEG, { 255, 255, 255 }, 0, 0, 0, 0 };
 	int rc;
 
-	ck_assert_msg(src != NULL, "cannot read %s", path);
 	memset(g, 0, sizeof(*g));
 	rc = img_thumbnail(src, len, &s, collect, g, err, 256);
 	free(src);
-	free(path);
 	return rc;
 }
 
@@ -331,16 +328,14 @@ END_TEST
  * and white stay so, grey 100 at alpha 200 onto white is 133. */
 START_TEST(grey_alpha_through_libvips_flattened)
 {
-	char *path = tu_join(tu_testdata(), "made/grey-alpha.tif");
 	size_t n;
-	unsigned char *src = (unsigned char *)tu_slurp(path, &n), *t;
+	unsigned char *src = tu_testdata_slurp("made/grey-alpha.tif", &n), *t;
 	struct img_box b = { 32, 32, IMG_FIT };
 	struct img_settings s = { &b, 1, 95, 1, IMG_JPEG, { 255, 255, 255 }, 0, 0, 0, 0 };
 	struct got g;
 	char err[256];
 	unsigned w, h;
 
-	ck_assert_ptr_nonnull(src);
 	memset(&g, 0, sizeof(g));
 	g.keep = 1;
 	ck_assert_msg(img_thumbnail(src, n, &s, collect, &g, err, sizeof(err)) == 0, "%s", err);
@@ -353,26 +348,22 @@ START_TEST(grey_alpha_through_libvips_flattened)
 	free(t);
 	free(g.data);
 	free(src);
-	free(path);
 }
 END_TEST
 
 /* A damaged interlaced PNG fails, and leaks nothing (LeakSanitizer watches under ASan). */
 START_TEST(damaged_interlaced_png_fails)
 {
-	char *path = tu_join(tu_testdata(), "pngsuite/basi2c08.png");
 	size_t n;
-	unsigned char *src = (unsigned char *)tu_slurp(path, &n);
+	unsigned char *src = tu_testdata_slurp("pngsuite/basi2c08.png", &n);
 	struct img_box b = { 16, 16, IMG_FIT };
 	struct img_settings s = { &b, 1, 80, 1, IMG_JPEG, { 255, 255, 255 }, 0, 0, 0, 0 };
 	struct got g;
 	char err[256];
 
-	ck_assert_ptr_nonnull(src);
 	memset(&g, 0, sizeof(g));
 	ck_assert_int_eq(img_thumbnail(src, n * 2 / 3, &s, collect, &g, err, sizeof(err)), -1);
 	free(src);
-	free(path);
 }
 END_TEST
 

@@ -119,9 +119,8 @@ END_TEST
 
 START_TEST(baseline_refused)
 {
-	char *path = tu_join(tu_testdata(), "exif-orientation/Landscape_1.jpg");
 	size_t n;
-	unsigned char *src = (unsigned char *)tu_slurp(path, &n);
+	unsigned char *src = tu_testdata_slurp("exif-orientation/Landscape_1.jpg", &n);
 	struct jdc d;
 	char err[256];
 
@@ -129,7 +128,6 @@ START_TEST(baseline_refused)
 	ck_assert_str_eq(err, "not a progressive Huffman-coded JPEG");
 	ck_assert_ptr_null(jdc_all((const unsigned char *)"\xff\xd8", 2, 0, &d, err));
 	free(src);
-	free(path);
 }
 END_TEST
 

@@ -359,6 +359,17 @@ tu_jerr_exit(j_common_ptr c)
 }
 
 unsigned char *
+tu_testdata_slurp(const char *rel, size_t *len)
+{
+	char *path = tu_join(tu_testdata(), rel);
+	unsigned char *p = (unsigned char *)tu_slurp(path, len);
+
+	ck_assert_msg(p != NULL, "cannot read %s", path);
+	free(path);
+	return p;
+}
+
+unsigned char *
 tu_jpeg_decode(const unsigned char *src, size_t n, unsigned denom, int grey, unsigned *w,
     unsigned *h)
 {

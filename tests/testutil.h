@@ -20,6 +20,8 @@ void tu_rmrf(const char *path);
 int tu_copy(const char *from, const char *to);
 /* Read a whole file (malloc'ed, NUL-terminated); NULL on error. */
 char *tu_slurp(const char *path, size_t *len);
+/* A file of testdata/ (rel to it), whole; fails the test when it cannot be read. */
+unsigned char *tu_testdata_slurp(const char *rel, size_t *len);
 /* Write bytes to a file, creating parent directories. */
 int tu_write(const char *path, const void *p, size_t n);
 /* Join two path pieces (malloc'ed). */
