@@ -263,7 +263,21 @@ dc_scan(struct parse *ps, const int *sc, const int *tbl, int ns, int ah, int al,
 	uint32_t ny = ns > 1 ? d->mcuy : d->c[sc[0]].bh;
 	unsigned left = ps->ri, next_rst = 0;
 
+	if (ns > 1) {           /* T.81 B.2.3: an MCU holds at most ten blocks */
+		int blocks = 0;
+
+		for (int i = 0; i < ns; i++)
+			blocks += d->c[sc[i]].h * d->c[sc[i]].v;
+		if (blocks > 10)
+			return fail(ps, "corrupt JPEG data: too many blocks in an MCU");
+	}
 	for (int i = 0; i < ns; i++) {
+		/* the progression, as libjpeg checks it: one first scan, then refinements of one
+		 * bit each, in order */
+		if (ah == 0 && d->c[sc[i]].seen)
+			return fail(ps, "corrupt JPEG data: a second first DC scan");
+		if (ah != 0 && d->c[sc[i]].seen && ah != d->c[sc[i]].al)
+			return fail(ps, "corrupt JPEG data: bad progression");
 		if (ah == 0 && !ps->dct[tbl[i]].set)
 			return fail(ps, "corrupt JPEG data: missing Huffman table");
 		if (ah == 0 && !d->c[sc[i]].seen) {
@@ -318,8 +332,10 @@ dc_scan(struct parse *ps, const int *sc, const int *tbl, int ns, int ah, int al,
 	/* what is left of the last byte is padding; a marker must follow */
 	if (!b.stopped && b.p < end && *b.p != 0xFF)
 		return fail(ps, "corrupt JPEG data: extraneous bytes after a scan");
-	for (int i = 0; i < ns; i++)
+	for (int i = 0; i < ns; i++) {
 		d->c[sc[i]].seen = 1;
+		d->c[sc[i]].al = al;
+	}
 	*pp = b.p;
 	return 0;
 }

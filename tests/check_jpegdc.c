@@ -3,8 +3,9 @@
  * the same progressive files, made here from a testdata photograph: grey and 4:4:4 must be
  * identical (libjpeg's 1x1 inverse DCT is the DC alone), 4:2:0 close (libjpeg fills chroma
  * from a 2x2 inverse DCT with AC coefficients); restart markers; a file cut after the DC
- * scans decodes, one cut inside them does not; a baseline file is refused; and a few
- * hundred corrupted files end in 0 or -1, never a crash (ASan and valgrind watch).
+ * scans decodes, one cut inside them does not; a baseline file and bad progressions are
+ * refused; and a few hundred corrupted files end in 0 or -1, never a crash (ASan and
+ * valgrind watch).
  */
 #define _GNU_SOURCE
 #include <stdint.h>
@@ -131,6 +132,57 @@ START_TEST(baseline_refused)
 }
 END_TEST
 
+/* Where the n-th SOS with Ss == 0 starts, and (via end) where its scan data ends. */
+static size_t
+dc_scan_at(const unsigned char *p, size_t n, int nth, size_t *end)
+{
+	for (size_t i = 2; i + 4 < n; i++)
+		if (p[i] == 0xff && p[i + 1] == 0xda && p[i + 5 + 2 * p[i + 4]] == 0 && nth-- == 0) {
+			size_t j = i + 2 + ((size_t)p[i + 2] << 8 | p[i + 3]);
+
+			while (j + 1 < n && !(p[j] == 0xff && p[j + 1] != 0 &&
+			    (p[j + 1] < 0xd0 || p[j + 1] > 0xd7)))
+				j++;
+			*end = j;
+			return i;
+		}
+	return 0;
+}
+
+/* A progression libjpeg would refuse is refused: a second first DC scan, a refinement that
+ * skips a bit. */
+START_TEST(bad_progressions_refused)
+{
+	unsigned long n;
+	unsigned char *src = tu_progressive_jpeg(Rgb, W, H, 0, 2, 2, 0, &n), *m;
+	size_t at, end, len;
+	struct jdc d;
+	char err[256];
+
+	at = dc_scan_at(src, n, 0, &end);               /* the first DC scan, twice */
+	ck_assert_uint_gt(at, 0);
+	len = end - at;
+	m = malloc(n + len);
+	memcpy(m, src, end);
+	memcpy(m + end, src + at, len);
+	memcpy(m + end + len, src + end, n - end);
+	ck_assert_ptr_null(jdc_all(m, n + len, 0, &d, err));
+	ck_assert_str_eq(err, "corrupt JPEG data: a second first DC scan");
+	free(m);
+
+	at = dc_scan_at(src, n, 1, &end);               /* the refinement: Ah 1 Al 0 -> 2, 1 */
+	ck_assert_uint_gt(at, 0);
+	m = malloc(n);
+	memcpy(m, src, n);
+	ck_assert_int_eq(m[at + 7 + 2 * m[at + 4]], 0x10);
+	m[at + 7 + 2 * m[at + 4]] = 0x21;
+	ck_assert_ptr_null(jdc_all(m, n, 0, &d, err));
+	ck_assert_str_eq(err, "corrupt JPEG data: bad progression");
+	free(m);
+	free(src);
+}
+END_TEST
+
 START_TEST(corrupted_files_fail_cleanly)
 {
 	unsigned long n;
@@ -178,6 +230,7 @@ jpegdc_suite(void)
 	tcase_add_test(t, same_as_libjpeg_at_one_eighth);
 	tcase_add_test(t, cut_after_dc_scans_decodes_cut_inside_fails);
 	tcase_add_test(t, baseline_refused);
+	tcase_add_test(t, bad_progressions_refused);
 	tcase_add_test(t, corrupted_files_fail_cleanly);
 	suite_add_tcase(s, t);
 	return s;

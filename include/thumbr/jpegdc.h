@@ -27,6 +27,7 @@ struct jdc_comp {
 	uint32_t stride, rows;  /* blocks stored: whole MCUs */
 	int16_t *dc;
 	int seen;               /* its first DC scan is complete */
+	int al;                 /* the bit its DC is known down to (successive approximation) */
 };
 
 struct jdc {
