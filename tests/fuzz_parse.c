@@ -2,8 +2,9 @@
  * A libFuzzer harness for what thumbr itself parses: the command line (opts_parse and its
  * size, byte, shard and colour parsers), the up-to-date record (state_parse), the EXIF
  * orientation (img_exif_orientation), ring records and their framing (a model queue
- * checks every record comes out as it went in, across wrap-arounds and padding), and the
- * markers and DC scans of progressive JPEGs (jdc_decode, every row of a result made).
+ * checks every record comes out as it went in, across wrap-arounds and padding), the
+ * markers and DC scans of progressive JPEGs (jdc_decode, every row of a result made), and
+ * embedded ICC profiles (icc_is_srgb).
  * Build and run: make fuzz [FUZZ_SECONDS=60]; it needs clang and libclang-rt-14-dev.
  */
 #define _GNU_SOURCE
@@ -12,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "thumbr/icc.h"
 #include "thumbr/img.h"
 #include "thumbr/jpegdc.h"
 #include "thumbr/opts.h"
@@ -146,7 +148,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	if (size == 0)
 		return 0;
-	switch (data[0] % 4) {
+	switch (data[0] % 5) {
 	case 0:
 		fuzz_strings(data + 1, size - 1);
 		break;
@@ -156,8 +158,11 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	case 2:
 		fuzz_ring(data + 1, size - 1);
 		break;
-	default:
+	case 3:
 		fuzz_jpegdc(data + 1, size - 1);
+		break;
+	default:
+		(void)icc_is_srgb(data + 1, size - 1);
 		break;
 	}
 	return 0;
