@@ -481,8 +481,8 @@ unpremultiply(unsigned char *px, size_t n, int bands)
 }
 
 /*
- * One decoded row on its way to the shrinker: alpha flattened (JPEG output) or premultiplied
- * (PNG, WebP output).  Returns the bands the shrinker takes.
+ * One decoded row on its way to the resizers: alpha flattened (JPEG output) or premultiplied
+ * (PNG, WebP output).  Returns the bands the resizers take.
  */
 static int
 alpha_row(unsigned char *row, uint32_t w, int bands, int alpha, const struct img_settings *s)
@@ -503,6 +503,9 @@ alpha_row(unsigned char *row, uint32_t w, int bands, int alpha, const struct img
  * that largest-first order.
  */
 struct sink {
+	const struct img_settings *s;
+	uint32_t w;             /* decoded width */
+	int bands, alpha;       /* of the decoded rows: alpha is their last band */
 	unsigned n;
 	unsigned order[IMG_MAX_BOXES];  /* box index at each position */
 	int from[IMG_MAX_BOXES];        /* -1: streamed; else the position resized from */
@@ -521,8 +524,12 @@ sink_free(struct sink *k)
 	memset(k, 0, sizeof(*k));
 }
 
-/* Plan the boxes for a decoded w x h image of `bands` (alpha included) and start the
- * streaming resizes.  0, or -1 when out of memory. */
+/*
+ * Plan the boxes for a decoded w x h image of `bands`, the last of them alpha when p->alpha
+ * says so, and start the streaming resizes.  Alpha is the sink's to handle from here on:
+ * sink_row flattens it for JPEG output (p->alpha is cleared: the results have none) or
+ * premultiplies it.  0, or -1 when out of memory.
+ */
 static int
 sink_start(struct sink *k, struct pix *p, uint32_t w, uint32_t h, int bands,
     const struct img_settings *s)
@@ -530,6 +537,10 @@ sink_start(struct sink *k, struct pix *p, uint32_t w, uint32_t h, int bands,
 	uint64_t area[IMG_MAX_BOXES];
 
 	memset(k, 0, sizeof(*k));
+	k->s = s;
+	k->w = w;
+	k->bands = bands;
+	k->alpha = p->alpha;
 	if (p->alpha && s->format == IMG_JPEG) {
 		bands--;
 		p->alpha = 0;
@@ -569,9 +580,11 @@ sink_start(struct sink *k, struct pix *p, uint32_t w, uint32_t h, int bands,
 	return 0;
 }
 
+/* The next decoded row, which the sink may change in place (alpha). */
 static void
-sink_row(struct sink *k, const unsigned char *row)
+sink_row(struct sink *k, unsigned char *row)
 {
+	alpha_row(row, k->w, k->bands, k->alpha, k->s);
 	for (unsigned q = 0; q < k->n; q++)
 		if (k->rs[q] != NULL)
 			rs_row(k->rs[q], row);
@@ -953,7 +966,6 @@ decode_png(const unsigned char *data, size_t len, const struct img_settings *s, 
 
 		if (passes == 1)
 			png_read_row(png, row, NULL);
-		alpha_row(row, p->fw, bands, bands == 2 || bands == 4, s);
 		sink_row(k, row);
 	}
 	png_read_end(png, NULL);
@@ -998,7 +1010,7 @@ decode_vips(const unsigned char *src, size_t len, const struct img_settings *s, 
 	VipsImage *im, *t;
 	VipsRegion *reg = NULL;
 	VipsRect all;
-	int bands, alpha, rc = -1;
+	int bands, rc = -1;
 
 	if (vips_open(err, errsz) != 0)
 		return -1;
@@ -1049,9 +1061,7 @@ decode_vips(const unsigned char *src, size_t len, const struct img_settings *s, 
 		im = t;
 		bands = 4;
 	}
-	/* sink_start clears p->alpha when it is to be flattened (JPEG output): keep it here */
-	alpha = !p->cmyk && (bands == 2 || bands == 4);
-	p->alpha = alpha;
+	p->alpha = !p->cmyk && (bands == 2 || bands == 4);
 	all.left = all.top = 0;
 	all.width = (int)p->fw;
 	all.height = (int)p->fh;
@@ -1067,7 +1077,6 @@ decode_vips(const unsigned char *src, size_t len, const struct img_settings *s, 
 
 		for (uint32_t y = 0; y < p->fh; y++) {
 			memcpy(row, ROW(reg, y), (size_t)p->fw * (size_t)bands);
-			alpha_row(row, p->fw, bands, alpha, s);
 			sink_row(k, row);
 		}
 		free(row);
