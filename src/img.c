@@ -1094,14 +1094,29 @@ out:
 
 /* ---- pixels through libvips ---- */
 
-static VipsImage *
-wrap(const struct buf *b, VipsInterpretation type)
+static VipsInterpretation
+interpretation(const struct pix *p, int bands)
 {
-	VipsImage *im = V.vips_image_new_from_memory(b->px, (size_t)b->w * b->h * (size_t)b->bands,
-	    (int)b->w, (int)b->h, b->bands, VIPS_FORMAT_UCHAR);
+	if (p->cmyk)
+		return VIPS_INTERPRETATION_CMYK;
+	return bands <= 2 ? VIPS_INTERPRETATION_B_W : VIPS_INTERPRETATION_sRGB;
+}
 
-	if (im != NULL)
-		im->Type = type;
+/* b's pixels as a libvips image (libvips started if need be), or NULL with err set. */
+static VipsImage *
+wrap(const struct buf *b, const struct pix *p, char *err, size_t errsz)
+{
+	VipsImage *im;
+
+	if (vips_open(err, errsz) != 0)
+		return NULL;
+	im = V.vips_image_new_from_memory(b->px, (size_t)b->w * b->h * (size_t)b->bands,
+	    (int)b->w, (int)b->h, b->bands, VIPS_FORMAT_UCHAR);
+	if (im == NULL) {
+		vfail(err, errsz, "cannot wrap pixels");
+		return NULL;
+	}
+	im->Type = interpretation(p, b->bands);
 	return im;
 }
 
@@ -1153,13 +1168,6 @@ replace_with(struct buf *b, VipsImage *t, VipsImage *in, char *err, size_t errsz
 	return 0;
 }
 
-static VipsInterpretation
-interpretation(const struct pix *p, int bands)
-{
-	if (p->cmyk)
-		return VIPS_INTERPRETATION_CMYK;
-	return bands <= 2 ? VIPS_INTERPRETATION_B_W : VIPS_INTERPRETATION_sRGB;
-}
 
 /*
  * To sRGB: through the embedded profile, or libvips' built-in CMYK profile for untagged CMYK.
@@ -1174,12 +1182,8 @@ to_srgb(struct buf *b, const struct pix *p, char *err, size_t errsz)
 	int grey = !p->cmyk && b->bands <= 2;
 	int rc;
 
-	if (vips_open(err, errsz) != 0)
+	if ((in = wrap(b, p, err, errsz)) == NULL)
 		return -1;
-	if ((in = wrap(b, interpretation(p, b->bands))) == NULL) {
-		vfail(err, errsz, "cannot wrap pixels");
-		return -1;
-	}
 	if (p->icc != NULL)
 		V.vips_image_set_blob_copy(in, VIPS_META_ICC_NAME, p->icc, p->icclen);
 	rc = V.vips_icc_transform(in, &t, "srgb", "embedded", TRUE,
@@ -1250,14 +1254,12 @@ crop(struct buf *b, const struct img_box *box, const struct pix *p, char *err, s
 	} else {
 		VipsImage *in, *t;
 
-		if (vips_open(err, errsz) != 0)
+		if ((in = wrap(b, p, err, errsz)) == NULL)
 			return -1;
-		in = wrap(b, interpretation(p, b->bands));
-		if (in == NULL || V.vips_smartcrop(in, &t, (int)cw, (int)ch, "interesting",
+		if (V.vips_smartcrop(in, &t, (int)cw, (int)ch, "interesting",
 		    box->crop == IMG_CROP_ENTROPY ? VIPS_INTERESTING_ENTROPY :
 		    VIPS_INTERESTING_ATTENTION, NULL) != 0) {
-			if (in != NULL)
-				V.g_object_unref(in);
+			V.g_object_unref(in);
 			vfail(err, errsz, "cannot crop");
 			return -1;
 		}
@@ -1615,12 +1617,8 @@ encode_webp(const struct buf *b, const struct pix *p, const struct img_settings 
 	size_t len = 0;
 	int rc;
 
-	if (vips_open(err, errsz) != 0)
+	if ((in = wrap(b, p, err, errsz)) == NULL)
 		return -1;
-	if ((in = wrap(b, interpretation(p, b->bands))) == NULL) {
-		vfail(err, errsz, "cannot wrap pixels");
-		return -1;
-	}
 	if (s->keep_metadata) {
 		if (p->exif != NULL) {
 			unsigned char *e = exif_upright(p);
