@@ -265,21 +265,6 @@ END_TEST
 
 /* Encode RGB pixels as a progressive JPEG in memory (libjpeg's default progression: DC
  * scans first). */
-/* Where the first AC scan starts: the first SOS whose Ss is not 0. */
-static size_t
-first_ac_scan(const unsigned char *p, size_t n)
-{
-	for (size_t i = 2; i + 4 < n; i++)
-		if (p[i] == 0xff && p[i + 1] == 0xda) {
-			unsigned ns = p[i + 4];
-			size_t ss = i + 5 + 2 * ns;
-
-			if (ss < n && p[ss] != 0)
-				return i;
-		}
-	return 0;
-}
-
 /* At 1/8 a progressive JPEG is decoded from its DC scans alone: one cut after them still
  * makes the thumbnail, nearly the same as from the whole file (which may refine the DC
  * coefficients later); one cut inside them fails. */
@@ -302,7 +287,7 @@ START_TEST(progressive_dc_scans_suffice)
 	g1.keep = 1;
 	ck_assert_msg(img_thumbnail(prog, plen, &s, collect, &g1, err, sizeof(err)) == 0, "%s",
 	    err);
-	ac = first_ac_scan(prog, plen);
+	ac = tu_jpeg_scan(prog, plen, 0, 0, NULL);   /* the first AC scan */
 	ck_assert_uint_gt(ac, 0);
 	ck_assert_uint_lt(ac, plen / 2);        /* the DC scans are a small part of the file */
 	memset(&g2, 0, sizeof(g2));

@@ -100,13 +100,11 @@ START_TEST(cut_after_dc_scans_decodes_cut_inside_fails)
 {
 	unsigned long n;
 	unsigned char *src = tu_progressive_jpeg(Rgb, W, H, 0, 2, 2, 0, &n), *got;
-	size_t ac = 0;
+	size_t ac;
 	struct jdc d;
 	char err[256];
 
-	for (size_t i = 2; i + 4 < n && ac == 0; i++)   /* the first scan with Ss != 0 */
-		if (src[i] == 0xff && src[i + 1] == 0xda && src[i + 5 + 2 * src[i + 4]] != 0)
-			ac = i;
+	ac = tu_jpeg_scan(src, n, 0, 0, NULL);          /* the first AC scan */
 	ck_assert_uint_gt(ac, 0);
 	got = jdc_all(src, ac + 100, 0, &d, err);
 	ck_assert_msg(got != NULL, "%s", err);
@@ -132,23 +130,6 @@ START_TEST(baseline_refused)
 }
 END_TEST
 
-/* Where the n-th SOS with Ss == 0 starts, and (via end) where its scan data ends. */
-static size_t
-dc_scan_at(const unsigned char *p, size_t n, int nth, size_t *end)
-{
-	for (size_t i = 2; i + 4 < n; i++)
-		if (p[i] == 0xff && p[i + 1] == 0xda && p[i + 5 + 2 * p[i + 4]] == 0 && nth-- == 0) {
-			size_t j = i + 2 + ((size_t)p[i + 2] << 8 | p[i + 3]);
-
-			while (j + 1 < n && !(p[j] == 0xff && p[j + 1] != 0 &&
-			    (p[j + 1] < 0xd0 || p[j + 1] > 0xd7)))
-				j++;
-			*end = j;
-			return i;
-		}
-	return 0;
-}
-
 /* A progression libjpeg would refuse is refused: a second first DC scan, a refinement that
  * skips a bit. */
 START_TEST(bad_progressions_refused)
@@ -159,7 +140,7 @@ START_TEST(bad_progressions_refused)
 	struct jdc d;
 	char err[256];
 
-	at = dc_scan_at(src, n, 0, &end);               /* the first DC scan, twice */
+	at = tu_jpeg_scan(src, n, 1, 0, &end);               /* the first DC scan, twice */
 	ck_assert_uint_gt(at, 0);
 	len = end - at;
 	m = malloc(n + len);
@@ -170,7 +151,7 @@ START_TEST(bad_progressions_refused)
 	ck_assert_str_eq(err, "corrupt JPEG data: a second first DC scan");
 	free(m);
 
-	at = dc_scan_at(src, n, 1, &end);               /* the refinement: Ah 1 Al 0 -> 2, 1 */
+	at = tu_jpeg_scan(src, n, 1, 1, &end);               /* the refinement: Ah 1 Al 0 -> 2, 1 */
 	ck_assert_uint_gt(at, 0);
 	m = malloc(n);
 	memcpy(m, src, n);

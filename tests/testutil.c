@@ -418,6 +418,26 @@ tu_jpeg_rgb(const char *path, unsigned *w, unsigned *h)
 	return px;
 }
 
+size_t
+tu_jpeg_scan(const unsigned char *p, size_t n, int dc, int nth, size_t *end)
+{
+	for (size_t i = 2; i + 4 < n; i++) {
+		size_t ss = i + 5 + 2 * (size_t)p[i + 4], j;
+
+		if (p[i] != 0xff || p[i + 1] != 0xda || ss >= n || (p[ss] == 0) != (dc != 0) ||
+		    nth-- > 0)
+			continue;
+		j = i + 2 + ((size_t)p[i + 2] << 8 | p[i + 3]);
+		while (j + 1 < n && !(p[j] == 0xff && p[j + 1] != 0 &&
+		    (p[j + 1] < 0xd0 || p[j + 1] > 0xd7)))
+			j++;
+		if (end != NULL)
+			*end = j;
+		return i;
+	}
+	return 0;
+}
+
 unsigned char *
 tu_progressive_jpeg(const unsigned char *rgb, unsigned w, unsigned h, int grey, int hs,
     int vs, unsigned restart, unsigned long *len)

@@ -44,6 +44,10 @@ unsigned char *tu_jpeg_rgb(const char *path, unsigned *w, unsigned *h);
 /* A JPEG in memory decoded by libjpeg at 1/denom, to RGB or grey.  NULL if it cannot be. */
 unsigned char *tu_jpeg_decode(const unsigned char *src, size_t n, unsigned denom, int grey,
     unsigned *w, unsigned *h);
+/* Where the nth (from 0) scan header (SOS) of JPEG p starts whose Ss is 0 (dc) or not (!dc),
+ * 0 if there is none; end, if not NULL, gets where that scan's data ends (the next marker
+ * that is not a restart). */
+size_t tu_jpeg_scan(const unsigned char *p, size_t n, int dc, int nth, size_t *end);
 /* w x h RGB as a progressive JPEG (libjpeg's simple progression, quality 90): grey, or
  * colour with luma sampled hs x vs; a restart marker every `restart` MCUs (0: none). */
 unsigned char *tu_progressive_jpeg(const unsigned char *rgb, unsigned w, unsigned h, int grey,
