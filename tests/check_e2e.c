@@ -938,21 +938,32 @@ child_of(pid_t parent)
 	return found;
 }
 
+/* Start a -j2 run over six copies of the orientation examples into in and out (108 images:
+ * long enough to catch a worker busy); its pid, and in *worker a worker seen running. */
+static pid_t
+spawn_busy(const char *in, const char *out, pid_t *worker)
+{
+	char *argv[] = { (char *)tu_bin(), "-j2", "-s", "1024", (char *)in, (char *)out, NULL };
+	pid_t pid;
+
+	make_tree(in, 6);
+	pid = tu_spawn(argv);
+	*worker = 0;
+	for (int i = 0; i < 2000 && *worker == 0; i++) {
+		nanosleep(&(struct timespec){ 0, 2 * 1000 * 1000 }, NULL);
+		*worker = child_of(pid);
+	}
+	ck_assert_msg(*worker > 0, "no worker process seen");
+	return pid;
+}
+
 START_TEST(killed_worker_is_replaced_and_image_retried)
 {
 	char *in = tu_join(tmp, "in"), *out = tu_join(tmp, "out");
-	char *argv[] = { (char *)tu_bin(), "-j2", "-s", "1024", in, out, NULL };
-	struct timespec ts = { 0, 2 * 1000 * 1000 };
 	pid_t pid, w = 0;
 	int rc;
 
-	make_tree(in, 6);       /* 108 images: long enough to catch a worker busy */
-	pid = tu_spawn(argv);
-	for (int i = 0; i < 2000 && w == 0; i++) {
-		nanosleep(&ts, NULL);
-		w = child_of(pid);
-	}
-	ck_assert_msg(w > 0, "no worker process seen");
+	pid = spawn_busy(in, out, &w);
 	nanosleep(&(struct timespec){ 0, 100 * 1000 * 1000 }, NULL);
 	ck_assert_int_eq(kill(w, SIGKILL), 0);
 	rc = tu_wait(pid);
@@ -967,19 +978,12 @@ END_TEST
 START_TEST(sigterm_stops_at_once_and_cleanly)
 {
 	char *in = tu_join(tmp, "in"), *out = tu_join(tmp, "out");
-	char *argv[] = { (char *)tu_bin(), "-j2", "-s", "1024", in, out, NULL };
 	struct timespec t0, t1;
 	pid_t pid, w = 0;
 	int rc;
 	double secs;
 
-	make_tree(in, 6);
-	pid = tu_spawn(argv);
-	for (int i = 0; i < 2000 && w == 0; i++) {
-		nanosleep(&(struct timespec){ 0, 2 * 1000 * 1000 }, NULL);
-		w = child_of(pid);
-	}
-	ck_assert_msg(w > 0, "no worker process seen");
+	pid = spawn_busy(in, out, &w);
 	nanosleep(&(struct timespec){ 0, 200 * 1000 * 1000 }, NULL);
 	clock_gettime(CLOCK_MONOTONIC, &t0);
 	ck_assert_int_eq(kill(pid, SIGTERM), 0);
@@ -1003,16 +1007,9 @@ END_TEST
 START_TEST(workers_die_with_a_killed_main_process)
 {
 	char *in = tu_join(tmp, "in"), *out = tu_join(tmp, "out");
-	char *argv[] = { (char *)tu_bin(), "-j2", "-s", "1024", in, out, NULL };
 	pid_t pid, w = 0;
 
-	make_tree(in, 6);
-	pid = tu_spawn(argv);
-	for (int i = 0; i < 2000 && w == 0; i++) {
-		nanosleep(&(struct timespec){ 0, 2 * 1000 * 1000 }, NULL);
-		w = child_of(pid);
-	}
-	ck_assert_msg(w > 0, "no worker process seen");
+	pid = spawn_busy(in, out, &w);
 	ck_assert_int_eq(kill(pid, SIGKILL), 0);
 	ck_assert_int_eq(tu_wait(pid), 128 + SIGKILL);
 	for (int i = 0; i < 200 && kill(w, 0) == 0; i++) {
