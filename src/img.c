@@ -36,13 +36,12 @@
 #include "thumbr/scan.h"
 #include "thumbr/util.h"
 
-/* A decoded image: 8 bits per sample; grey, grey+alpha, RGB, RGBA or CMYK; alpha (when kept)
- * premultiplied. */
+/* What is known of a decoded image beyond its pixels (which go to the sink, struct sink):
+ * 8 bits per sample; grey, grey+alpha, RGB, RGBA or CMYK. */
 struct pix {
-	uint32_t w, h;          /* as decoded (possibly shrunk on load) */
 	uint32_t fw, fh;        /* full size, as the file declares it */
-	int bands;              /* as resized: alpha flattened for JPEG output */
-	int alpha;              /* the last band is (premultiplied) alpha */
+	int alpha;              /* decoders: rows carry alpha; after sink_start: the
+				 * results do (premultiplied), cleared when flattened */
 	int cmyk;               /* four bands of CMYK (0 = no ink) */
 	int orient;             /* EXIF orientation to apply, 1 (as stored) to 8 */
 	int full_chroma;        /* encode without chroma subsampling (see encode_jpeg) */
@@ -545,9 +544,6 @@ sink_start(struct sink *k, struct pix *p, uint32_t w, uint32_t h, int bands,
 		bands--;
 		p->alpha = 0;
 	}
-	p->w = w;
-	p->h = h;
-	p->bands = bands;
 	k->n = s->nboxes < IMG_MAX_BOXES ? s->nboxes : IMG_MAX_BOXES;
 	for (unsigned i = 0; i < k->n; i++) {
 		uint32_t tw, th;
