@@ -154,7 +154,11 @@ quiet(const gchar *domain, GLogLevelFlags level, const gchar *msg, gpointer data
 #endif
 #define VIPS_FIELD(f) __typeof__(&f) f;
 static struct {
-	void *h;
+	char *argv0;
+	unsigned allow;         /* SCAN_ALLOW_*: untrusted loaders to leave on */
+	int state;              /* 0 not opened, 1 up, -1 failed (msg says why) */
+	char msg[ERRSZ];
+	void *h;                /* from dlopen */
 	VIPS_FUNCS(VIPS_FIELD)
 } V;
 
@@ -163,21 +167,15 @@ static struct {
 
 /* libvips is started on first use (vips_open): JPEG and PNG with an sRGB profile or none,
  * most of any photo tree, never need it, and starting it costs a worker 20 ms of CPU. */
-static struct {
-	char *argv0;
-	unsigned allow;
-	int state;              /* 0 not started, 1 up, -1 failed (msg says why) */
-	char msg[ERRSZ];
-} vips;
 
 int
 img_init(const char *argv0, unsigned allow, char *err, size_t errsz)
 {
 	(void)err;
 	(void)errsz;
-	free(vips.argv0);
-	vips.argv0 = xstrdup(argv0);
-	vips.allow = allow;
+	free(V.argv0);
+	V.argv0 = xstrdup(argv0);
+	V.allow = allow;
 	return 0;
 }
 
@@ -190,28 +188,28 @@ vips_open(char *err, size_t errsz)
 		{ SCAN_ALLOW_JP2K, "VipsForeignLoadJp2k" }, { SCAN_ALLOW_JXL, "VipsForeignLoadJxl" },
 	};
 
-	if (vips.state == 0) {
+	if (V.state == 0) {
 		const char *missing = NULL;
 
-		vips.state = -1;
+		V.state = -1;
 		if ((V.h = dlopen(THUMBR_VIPS_SONAME, RTLD_NOW | RTLD_LOCAL)) == NULL) {
-			snprintf(vips.msg, sizeof(vips.msg), "cannot load libvips: %s", dlerror());
+			snprintf(V.msg, sizeof(V.msg), "cannot load libvips: %s", dlerror());
 			goto out;
 		}
 #define VIPS_LOAD(f) if ((*(void **)&V.f = dlsym(V.h, #f)) == NULL) missing = #f;
 		VIPS_FUNCS(VIPS_LOAD)
 #undef VIPS_LOAD
 		if (missing != NULL) {
-			snprintf(vips.msg, sizeof(vips.msg), "cannot load libvips: no %s", missing);
+			snprintf(V.msg, sizeof(V.msg), "cannot load libvips: no %s", missing);
 			goto out;
 		}
 		if (V.vips_version(0) != VIPS_MAJOR_VERSION) {
-			snprintf(vips.msg, sizeof(vips.msg), "libvips is %d.%d, thumbr was built for %d.x",
+			snprintf(V.msg, sizeof(V.msg), "libvips is %d.%d, thumbr was built for %d.x",
 			    V.vips_version(0), V.vips_version(1), VIPS_MAJOR_VERSION);
 			goto out;
 		}
-		if (V.vips_init(vips.argv0 != NULL ? vips.argv0 : "thumbr") != 0) {
-			snprintf(vips.msg, sizeof(vips.msg), "cannot start libvips: %s",
+		if (V.vips_init(V.argv0 != NULL ? V.argv0 : "thumbr") != 0) {
+			snprintf(V.msg, sizeof(V.msg), "cannot start libvips: %s",
 			    V.vips_error_buffer());
 			V.vips_error_clear();
 		} else {
@@ -224,14 +222,14 @@ vips_open(char *err, size_t errsz)
 			 * unless the operator names them */
 			V.vips_block_untrusted_set(TRUE);
 			for (size_t i = 0; i < sizeof(loaders) / sizeof(loaders[0]); i++)
-				if (vips.allow & loaders[i].bit)
+				if (V.allow & loaders[i].bit)
 					V.vips_operation_block_set(loaders[i].base, FALSE);
-			vips.state = 1;
+			V.state = 1;
 		}
 	}
 out:
-	if (vips.state < 0) {
-		errf(err, errsz, "%s", vips.msg);
+	if (V.state < 0) {
+		errf(err, errsz, "%s", V.msg);
 		return -1;
 	}
 	return 0;
