@@ -285,6 +285,9 @@ send_job(struct io *io, struct ring *r, size_t j, char *why, size_t whysz)
 	} else {
 		size_t n = strlen(path) + 1;
 
+		/* the worker reads this one itself: start the reading now, so that on a cold
+		 * cache the disk works while the worker is still busy with its current job */
+		(void)posix_fadvise(fd, 0, 0, POSIX_FADV_WILLNEED);
 		if (n > io->inline_max) {
 			errf(why, whysz, "path too long");
 			rc = -1;

@@ -18,7 +18,8 @@
 #define DEFAULT_SIZE "256"
 #define DEFAULT_IO_THREADS 4
 #define DEFAULT_QUALITY 80
-#define DEFAULT_SLOT (8u << 20)
+#define DEFAULT_SLOT (512u << 10)
+#define SLOT_MAX (512u << 20)      /* its ring, three slots rounded up, must stay below 4 GiB */
 
 enum {
 	OPT_IO_THREADS = 256, OPT_QUALITY, OPT_SLOT_SIZE, OPT_NO_ROTATE, OPT_FORMAT,
@@ -104,7 +105,7 @@ help(void)
 	    "      --progressive     progressive JPEG\n"
 	    "      --quality N       JPEG and WebP quality 1-100; default 80\n"
 	    "      --slot-size BYTES largest source passed through shared memory (k, M);\n"
-	    "                        default 8M\n"
+	    "                        default 512k\n"
 	    "      --force           rebuild thumbnails that are up to date\n"
 	    "      --prune           delete thumbnails whose source is gone\n"
 	    "  -n, --dry-run         print what would be built and pruned; change nothing\n"
@@ -468,6 +469,10 @@ opts_parse(struct opts *o, int argc, char **argv, char *err, size_t errsz)
 		case OPT_SLOT_SIZE:
 			if (opts_parse_bytes(optarg, &o->slot_size, err, errsz) != 0)
 				return OPTS_USAGE;
+			if (o->slot_size > SLOT_MAX) {
+				errf(err, errsz, "bad slot size '%s': want at most 512M", optarg);
+				return OPTS_USAGE;
+			}
 			break;
 		case ':':
 			errf(err, errsz, "option '%s' needs a value", argv[optind - 1]);

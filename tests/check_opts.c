@@ -212,7 +212,7 @@ START_TEST(parse_defaults)
 	ck_assert_uint_ge(o.jobs, 1);
 	ck_assert_uint_le(o.jobs, 256);
 	ck_assert_uint_eq(o.jobs, default_jobs());
-	ck_assert_uint_eq(o.slot_size, 8u << 20);
+	ck_assert_uint_eq(o.slot_size, 512u << 10);
 }
 END_TEST
 
@@ -329,6 +329,7 @@ START_TEST(parse_numbers_bad)
 		USAGE(threads[i], "--io-threads", threads[i], "in", "out");
 	USAGE("1k", "--slot-size", "1k", "in", "out");
 	USAGE("8G", "--slot-size=8G", "in", "out");
+	USAGE("513M", "--slot-size=513M", "in", "out");
 }
 END_TEST
 
