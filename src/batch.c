@@ -366,13 +366,17 @@ build(struct run *r, const struct opts *o, const struct plan *plan, const struct
 	if (!r->fatal)
 		sig = supervise(r, &set);
 	if (sig != 0) {
-		/* stop at once: kill the workers (what they hold is not kept), remove every
-		 * temporary file, reap the workers (an init that does not reap orphans would
-		 * keep them as zombies) and leave; the threads are not waited for, the process
-		 * ends under them */
+		/* stop at once, in the order that ends soonest: kill the workers (what they
+		 * hold is not kept) so that they die while the rest is done; stop the I/O
+		 * threads taking turns, so that they no longer compete for the cores; remove
+		 * every temporary file; reap the workers (an init that does not reap orphans
+		 * would keep them as zombies) and leave.  The threads are not waited for, the
+		 * process ends under them */
 		for (unsigned k = 0; k < nw; k++)
 			if (r->io.w[k].alive)
 				kill(r->io.w[k].pid, SIGKILL);
+		io_stop(&r->io);
+		io_detach(&r->io);
 		out_cleanup();
 		for (unsigned k = 0; k < nw; k++)
 			if (r->io.w[k].alive)

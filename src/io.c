@@ -576,6 +576,14 @@ io_join(struct io *io)
 }
 
 void
+io_detach(struct io *io)
+{
+	for (unsigned i = 0; i < io->nthreads; i++)
+		pthread_detach(io->threads[i]);
+	io->nthreads = 0;
+}
+
+void
 io_free(struct io *io)
 {
 	free(io->tries);

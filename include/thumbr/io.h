@@ -102,6 +102,9 @@ int io_finished(struct io *io);
 void io_stop(struct io *io);
 /* Wait for the threads, remove any temporary file still open. */
 void io_join(struct io *io);
+/* Or leave the threads to end by themselves (after io_stop, when the process is about to
+ * exit): nothing will join them. */
+void io_detach(struct io *io);
 void io_free(struct io *io);
 
 #endif
