@@ -117,7 +117,6 @@ quiet(const gchar *domain, GLogLevelFlags level, const gchar *msg, gpointer data
 	X(g_free) \
 	X(g_log_set_handler) \
 	X(g_object_unref) \
-	X(vips_area_unref) \
 	X(vips_blob_get) \
 	X(vips_block_untrusted_set) \
 	X(vips_cache_set_max) \
@@ -159,6 +158,7 @@ static struct {
 	int state;              /* 0 not opened, 1 up, -1 failed (msg says why) */
 	char msg[ERRSZ];
 	void *h;                /* from dlopen */
+	VipsBlob *srgb;         /* its sRGB profile, loaded on first use and kept */
 	VIPS_FUNCS(VIPS_FIELD)
 } V;
 
@@ -166,17 +166,14 @@ static struct {
 #define ROW(reg, y) ((reg)->data + (size_t)((int)(y) - (reg)->valid.top) * (size_t)(reg)->bpl)
 
 /* libvips is started on first use (vips_open): JPEG and PNG with an sRGB profile or none,
- * most of any photo tree, never need it, and starting it costs a worker 20 ms of CPU. */
-
-int
-img_init(const char *argv0, unsigned allow, char *err, size_t errsz)
+ * most of any photo tree, never need it, and starting it costs a worker 20 ms of CPU.  This
+ * only records what starting it will need. */
+void
+img_init(const char *argv0, unsigned allow)
 {
-	(void)err;
-	(void)errsz;
 	free(V.argv0);
 	V.argv0 = xstrdup(argv0);
 	V.allow = allow;
-	return 0;
 }
 
 /* Start libvips in this process once.  0, or -1 with err set. */
@@ -1281,20 +1278,30 @@ exif_upright(const struct pix *p)
 	return e;
 }
 
-/* libvips' built-in sRGB profile, for --keep-metadata when the source was tagged. */
-static VipsBlob *
-srgb_profile(void)
+/*
+ * The profile that tags a --keep-metadata thumbnail of a tagged source: the source's own when
+ * it is sRGB in all but name (its pixels were not transformed, and libvips need not start for
+ * it), otherwise libvips' sRGB, loaded once.  NULL when there is none to give.
+ */
+static const void *
+srgb_tag(const struct pix *p, size_t *n)
 {
-	VipsBlob *blob = NULL;
 	char err[ERRSZ];
 
-	if (vips_open(err, sizeof(err)) != 0)
-		return NULL;
-	if (V.vips_profile_load("srgb", &blob, NULL) != 0) {
-		V.vips_error_clear();
-		return NULL;
+	if (p->icc_srgb) {
+		*n = p->icclen;
+		return p->icc;
 	}
-	return blob;
+	if (V.srgb == NULL) {
+		if (vips_open(err, sizeof(err)) != 0)
+			return NULL;
+		if (V.vips_profile_load("srgb", &V.srgb, NULL) != 0) {
+			V.vips_error_clear();
+			V.srgb = NULL;
+			return NULL;
+		}
+	}
+	return V.vips_blob_get(V.srgb, n);
 }
 
 /*
@@ -1474,14 +1481,11 @@ encode_jpeg(const struct buf *b, const struct pix *p, const struct img_settings 
 			free(m);
 		}
 		if (p->icc != NULL && b->bands == 3) {
-			VipsBlob *srgb = srgb_profile();
 			size_t n;
-			const void *d = srgb ? V.vips_blob_get(srgb, &n) : NULL;
+			const void *d = srgb_tag(p, &n);
 
 			if (d != NULL)
 				jpeg_write_icc_profile(&cinfo, d, (unsigned)n);
-			if (srgb != NULL)
-				V.vips_area_unref((VipsArea *)srgb);
 		}
 	}
 	while (raw && cinfo.next_scanline < cinfo.image_height) {  /* 16 luma rows a call */
@@ -1544,7 +1548,6 @@ encode_png(const struct buf *b, const struct pix *p, const struct img_settings *
 	png_structp png;
 	png_infop info = NULL;
 	unsigned char *volatile exif = NULL;
-	VipsBlob *volatile srgb = NULL;
 
 	memset(&d, 0, sizeof(d));
 	png = png_create_write_struct(PNG_LIBPNG_VER_STRING, &d, png_err_fn, png_warn_fn);
@@ -1557,8 +1560,6 @@ encode_png(const struct buf *b, const struct pix *p, const struct img_settings *
 		png_destroy_write_struct(&png, &info);
 		free(d.p);
 		free(exif);
-		if (srgb != NULL)
-			V.vips_area_unref((VipsArea *)srgb);
 		lower_msg(d.j.msg);
 		errf(err, errsz, "cannot encode: %s", d.j.msg);
 		return -1;
@@ -1571,12 +1572,13 @@ encode_png(const struct buf *b, const struct pix *p, const struct img_settings *
 			exif = exif_upright(p);
 			png_set_eXIf_1(png, info, (png_uint_32)p->exiflen, exif);
 		}
-		if (p->icc != NULL && b->bands >= 3 && (srgb = srgb_profile()) != NULL) {
+		if (p->icc != NULL && b->bands >= 3) {
 			size_t n;
-			const void *data = V.vips_blob_get(srgb, &n);
+			const void *data = srgb_tag(p, &n);
 
-			png_set_iCCP(png, info, "sRGB", PNG_COMPRESSION_TYPE_BASE, data,
-			    (png_uint_32)n);
+			if (data != NULL)
+				png_set_iCCP(png, info, "sRGB", PNG_COMPRESSION_TYPE_BASE, data,
+				    (png_uint_32)n);
 		}
 		if (p->xmp != NULL) {
 			png_text t;
@@ -1595,8 +1597,6 @@ encode_png(const struct buf *b, const struct pix *p, const struct img_settings *
 	png_write_end(png, NULL);
 	png_destroy_write_struct(&png, &info);
 	free(exif);
-	if (srgb != NULL)
-		V.vips_area_unref((VipsArea *)srgb);
 	*out = d.p;
 	*outlen = d.len;
 	return 0;
@@ -1623,14 +1623,11 @@ encode_webp(const struct buf *b, const struct pix *p, const struct img_settings 
 		if (p->xmp != NULL)
 			V.vips_image_set_blob_copy(in, VIPS_META_XMP_NAME, p->xmp, p->xmplen);
 		if (p->icc != NULL && b->bands >= 3) {
-			VipsBlob *srgb = srgb_profile();
 			size_t n;
-			const void *d = srgb ? V.vips_blob_get(srgb, &n) : NULL;
+			const void *d = srgb_tag(p, &n);
 
 			if (d != NULL)
 				V.vips_image_set_blob_copy(in, VIPS_META_ICC_NAME, d, n);
-			if (srgb != NULL)
-				V.vips_area_unref((VipsArea *)srgb);
 		}
 	}
 	rc = V.vips_webpsave_buffer(in, &data, &len, "Q", (int)s->quality,
@@ -1690,7 +1687,7 @@ img_thumbnail(const unsigned char *src, size_t len, const struct img_settings *s
 
 	memset(&p, 0, sizeof(p));
 	memset(&k, 0, sizeof(k));
-	switch (scan_sniff(src, len, s->allow)) {
+	switch (scan_sniff(src, len, V.allow)) {
 	case SCAN_JPEG:
 		rc = decode_jpeg(src, len, s, &p, &k, err, errsz);
 		break;

@@ -229,10 +229,7 @@ worker_main(int argc, char **argv)
 		return POOL_EXIT_FATAL;
 	}
 	limit_memory(w.shm.hdr->max_memory);
-	if (img_init(argv[0], w.shm.hdr->allow, err, sizeof(err)) != 0) {
-		fprintf(stderr, "thumbr: worker %u: %s\n", w.k, err);
-		return POOL_EXIT_FATAL;
-	}
+	img_init(argv[0], w.shm.hdr->allow);
 	w.req = shm_req_ring(&w.shm, w.k);
 	w.resp = shm_resp_ring(&w.shm, w.k);
 	w.wait.slice_ms = 250;
@@ -252,7 +249,6 @@ worker_main(int argc, char **argv)
 	set.progressive = (w.shm.hdr->settings & SHM_SET_PROGRESSIVE) != 0;
 	set.format = (int)w.shm.hdr->format;
 	set.max_pixels = w.shm.hdr->max_pixels;
-	set.allow = w.shm.hdr->allow;
 	memcpy(set.background, w.shm.hdr->background, 3);
 	st = shm_status(&w.shm, w.k);
 	atomic_store_explicit(&st->pid, (int32_t)getpid(), memory_order_relaxed);

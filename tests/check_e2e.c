@@ -1059,13 +1059,6 @@ crc32_of(const unsigned char *p, size_t n)
 	return c ^ 0xffffffffu;
 }
 
-static void
-put32(unsigned char *p, uint32_t v)
-{
-	p[0] = (unsigned char)(v >> 24), p[1] = (unsigned char)(v >> 16);
-	p[2] = (unsigned char)(v >> 8), p[3] = (unsigned char)v;
-}
-
 /* A valid PNG signature and IHDR declaring w x h, then a broken IDAT. */
 static void
 write_png_bomb(const char *path, uint32_t w, uint32_t h)
@@ -1074,18 +1067,18 @@ write_png_bomb(const char *path, uint32_t w, uint32_t h)
 	unsigned char *ihdr = f + 8;
 
 	memcpy(f, "\x89PNG\r\n\x1a\n", 8);
-	put32(ihdr, 13);
+	tu_put_be32(ihdr, 13);
 	memcpy(ihdr + 4, "IHDR", 4);
-	put32(ihdr + 8, w);
-	put32(ihdr + 12, h);
+	tu_put_be32(ihdr + 8, w);
+	tu_put_be32(ihdr + 12, h);
 	ihdr[16] = 8, ihdr[17] = 2, ihdr[18] = 0, ihdr[19] = 0, ihdr[20] = 0;
-	put32(ihdr + 21, crc32_of(ihdr + 4, 17));
-	put32(f + 33, 0);
+	tu_put_be32(ihdr + 21, crc32_of(ihdr + 4, 17));
+	tu_put_be32(f + 33, 0);
 	memcpy(f + 37, "IDAT", 4);
-	put32(f + 41, crc32_of(f + 37, 4));
-	put32(f + 45, 0);
+	tu_put_be32(f + 41, crc32_of(f + 37, 4));
+	tu_put_be32(f + 45, 0);
 	memcpy(f + 49, "IEND", 4);
-	put32(f + 53, crc32_of(f + 49, 4));
+	tu_put_be32(f + 53, crc32_of(f + 49, 4));
 	ck_assert_int_eq(tu_write(path, f, sizeof(f)), 0);
 }
 

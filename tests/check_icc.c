@@ -17,43 +17,22 @@
 #include "testutil.h"
 #include "thumbr/icc.h"
 
-/* The ICC profile of a JPEG, from its APP2 "ICC_PROFILE" markers taken in file order. */
+/* The ICC profile of a testdata JPEG */
 static unsigned char *
 jpeg_icc(const char *rel, size_t *n)
 {
-	size_t len, at = 2;
-	unsigned char *f = tu_testdata_slurp(rel, &len), *icc = NULL;
+	size_t len;
+	unsigned char *f = tu_testdata_slurp(rel, &len), *icc = tu_jpeg_icc(f, len, n);
 
-	*n = 0;
-	while (at + 4 <= len && f[at] == 0xff && f[at + 1] != 0xda) {
-		size_t seg = (size_t)f[at + 2] << 8 | f[at + 3];
-
-		if (f[at + 1] == 0xe2 && seg > 16 && at + 2 + seg <= len &&
-		    memcmp(f + at + 4, "ICC_PROFILE", 12) == 0) {
-			icc = realloc(icc, *n + seg - 16);
-			memcpy(icc + *n, f + at + 18, seg - 16);
-			*n += seg - 16;
-		}
-		at += 2 + seg;
-	}
 	free(f);
 	ck_assert_ptr_nonnull(icc);
 	return icc;
 }
 
 static void
-put32(unsigned char *p, uint32_t v)
-{
-	p[0] = (unsigned char)(v >> 24);
-	p[1] = (unsigned char)(v >> 16);
-	p[2] = (unsigned char)(v >> 8);
-	p[3] = (unsigned char)v;
-}
-
-static void
 put_s15(unsigned char *p, double v)
 {
-	put32(p, (uint32_t)(int32_t)(v * 65536.0 + (v < 0 ? -0.5 : 0.5)));
+	tu_put_be32(p, (uint32_t)(int32_t)(v * 65536.0 + (v < 0 ? -0.5 : 0.5)));
 }
 
 /*
@@ -72,20 +51,20 @@ built(const double col[3][3], int type, const double *params, int nparams, int l
 
 	memcpy(p + 16, "RGB XYZ ", 8);
 	memcpy(p + 36, "acsp", 4);
-	put32(p + 128, ntags);
+	tu_put_be32(p + 128, ntags);
 	for (int c = 0; c < 3; c++) {
 		unsigned char *e = p + 132 + 12 * c, *t = p + off + 20 * c;
 
 		memcpy(e, xyz[c], 4);
-		put32(e + 4, (uint32_t)(off + 20 * c));
-		put32(e + 8, 20);
+		tu_put_be32(e + 4, (uint32_t)(off + 20 * c));
+		tu_put_be32(e + 8, 20);
 		memcpy(t, "XYZ ", 4);
 		for (int k = 0; k < 3; k++)
 			put_s15(t + 8 + 4 * k, col[c][k]);
 		e = p + 132 + 12 * (3 + c);
 		memcpy(e, trc[c], 4);
-		put32(e + 4, (uint32_t)curve);
-		put32(e + 8, 12 + 4 * (uint32_t)nparams);
+		tu_put_be32(e + 4, (uint32_t)curve);
+		tu_put_be32(e + 8, 12 + 4 * (uint32_t)nparams);
 	}
 	memcpy(p + curve, "para", 4);
 	p[curve + 9] = (unsigned char)type;
@@ -96,12 +75,12 @@ built(const double col[3][3], int type, const double *params, int nparams, int l
 		unsigned char *e = p + 132 + 12 * 6;
 
 		memcpy(e, "A2B0", 4);
-		put32(e + 4, (uint32_t)*n);
-		put32(e + 8, 32);
+		tu_put_be32(e + 4, (uint32_t)*n);
+		tu_put_be32(e + 8, 32);
 		memcpy(p + *n, "mft2", 4);
 		*n += 32;
 	}
-	put32(p, (uint32_t)*n);
+	tu_put_be32(p, (uint32_t)*n);
 	return p;
 }
 
@@ -170,12 +149,12 @@ START_TEST(damaged_profiles_refused)
 	}
 	q = malloc(n);
 	memcpy(q, p, n);
-	put32(q + 128, 0xffffffffu);                    /* a tag count far past the end */
+	tu_put_be32(q + 128, 0xffffffffu);                    /* a tag count far past the end */
 	(void)icc_is_srgb(q, n);                        /* the real tags may still be read */
 	memcpy(q, p, n);
 	for (uint32_t i = 0; 132 + 12 * (size_t)(i + 1) <= n && i < ((uint32_t)q[128] << 24 |
 	    (uint32_t)q[129] << 16 | (uint32_t)q[130] << 8 | q[131]); i++)
-		put32(q + 132 + 12 * i + 4, 0xfffffff0u);       /* every tag out of bounds */
+		tu_put_be32(q + 132 + 12 * i + 4, 0xfffffff0u);       /* every tag out of bounds */
 	ck_assert_int_eq(icc_is_srgb(q, n), 0);
 	free(q);
 	free(p);

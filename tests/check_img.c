@@ -14,7 +14,6 @@
 
 #include <unistd.h>
 #include <vips/vips.h>
-#include <jpeglib.h>
 
 START_TEST(fit_keeps_aspect_never_enlarges)
 {
@@ -98,12 +97,23 @@ collect(void *ctx, unsigned box, unsigned width, unsigned height, const void *da
 	return 0;
 }
 
+/* What the tests here ask for but for the boxes and the quality: JPEG, turned upright, on
+ * white, metadata stripped, no limits */
+static struct img_settings
+settings(const struct img_box *boxes, unsigned n, unsigned quality)
+{
+	struct img_settings s = { .boxes = boxes, .nboxes = n, .quality = quality, .rotate = 1,
+	    .format = IMG_JPEG, .background = { 255, 255, 255 } };
+
+	return s;
+}
+
 static int
 thumb(const char *rel, const struct img_box *boxes, unsigned n, struct got *g, char *err)
 {
 	size_t len;
 	unsigned char *src = tu_testdata_slurp(rel, &len);
-	struct img_settings s = { boxes, n, 80, 1, IMG_JPEG, { 255, 255, 255 }, 0, 0, 0, 0 };
+	struct img_settings s = settings(boxes, n, 80);
 	int rc;
 
 	memset(g, 0, sizeof(*g));
@@ -115,9 +125,7 @@ thumb(const char *rel, const struct img_box *boxes, unsigned n, struct got *g, c
 static void
 setup(void)
 {
-	char err[256];
-
-	ck_assert_msg(img_init("check_thumbr", 0, err, sizeof(err)) == 0, "%s", err);
+	img_init("check_thumbr", 0);
 }
 
 START_TEST(jpeg_two_sizes_one_decode)
@@ -165,10 +173,9 @@ START_TEST(broken_inputs_fail_with_a_reason)
 	struct img_box b = { 64, 64, IMG_FIT };
 	struct got g;
 	char err[256];
-	char *path = tu_join(tu_testdata(), "libjpeg-turbo/testorig.jpg");
 	size_t len;
-	unsigned char *src = (unsigned char *)tu_slurp(path, &len);
-	struct img_settings s = { &b, 1, 80, 1, IMG_JPEG, { 255, 255, 255 }, 0, 0, 0, 0 };
+	unsigned char *src = tu_testdata_slurp("libjpeg-turbo/testorig.jpg", &len);
+	struct img_settings s = settings(&b, 1, 80);
 
 	/* truncated JPEG: refused, never a grey half-image */
 	err[0] = '\0';
@@ -181,7 +188,6 @@ START_TEST(broken_inputs_fail_with_a_reason)
 	    sizeof(err)), -1);
 	ck_assert_str_eq(err, "not a supported image");
 	free(src);
-	free(path);
 	ck_assert_int_eq(thumb("libjpeg-turbo/monkey12.jpg", &b, 1, &g, err), -1);
 	ck_assert_msg(strstr(err, "precision") != NULL, "%s", err);
 	ck_assert_int_eq(thumb("pngsuite/xcsn0g01.png", &b, 1, &g, err), -1);
@@ -205,9 +211,9 @@ START_TEST(close_to_an_exact_reference)
 	char err[256], *path = tu_join(tu_testdata(), "exif-orientation/Landscape_1.jpg");
 	VipsImage *full, *ref;
 	size_t len;
-	unsigned char *src = (unsigned char *)tu_slurp(path, &len), *rp, *fp;
+	unsigned char *src = tu_testdata_slurp("exif-orientation/Landscape_1.jpg", &len), *rp, *fp;
 	unsigned fw, fh;
-	struct img_settings s = { &b, 1, 95, 1, IMG_JPEG, { 255, 255, 255 }, 0, 0, 0, 0 };
+	struct img_settings s = settings(&b, 1, 95);
 	unsigned w, h;
 	double db;
 
@@ -262,9 +268,6 @@ START_TEST(close_to_an_exact_reference)
 }
 END_TEST
 
-
-/* Encode RGB pixels as a progressive JPEG in memory (libjpeg's default progression: DC
- * scans first). */
 /* At 1/8 a progressive JPEG is decoded from its DC scans alone: one cut after them still
  * makes the thumbnail, nearly the same as from the whole file (which may refine the DC
  * coefficients later); one cut inside them fails. */
@@ -275,7 +278,7 @@ START_TEST(progressive_dc_scans_suffice)
 	unsigned char *px = tu_jpeg_rgb(path, &w, &h), *prog, *t1, *t2;
 	unsigned long plen;
 	struct img_box b = { 64, 64, IMG_FIT };
-	struct img_settings s = { &b, 1, 95, 1, IMG_JPEG, { 255, 255, 255 }, 0, 0, 0, 0 };
+	struct img_settings s = settings(&b, 1, 95);
 	struct got g1, g2;
 	char err[256];
 	size_t ac;
@@ -316,7 +319,7 @@ START_TEST(grey_alpha_through_libvips_flattened)
 	size_t n;
 	unsigned char *src = tu_testdata_slurp("made/grey-alpha.tif", &n), *t;
 	struct img_box b = { 32, 32, IMG_FIT };
-	struct img_settings s = { &b, 1, 95, 1, IMG_JPEG, { 255, 255, 255 }, 0, 0, 0, 0 };
+	struct img_settings s = settings(&b, 1, 95);
 	struct got g;
 	char err[256];
 	unsigned w, h;
@@ -342,13 +345,76 @@ START_TEST(damaged_interlaced_png_fails)
 	size_t n;
 	unsigned char *src = tu_testdata_slurp("pngsuite/basi2c08.png", &n);
 	struct img_box b = { 16, 16, IMG_FIT };
-	struct img_settings s = { &b, 1, 80, 1, IMG_JPEG, { 255, 255, 255 }, 0, 0, 0, 0 };
+	struct img_settings s = settings(&b, 1, 80);
 	struct got g;
 	char err[256];
 
 	memset(&g, 0, sizeof(g));
 	ck_assert_int_eq(img_thumbnail(src, n * 2 / 3, &s, collect, &g, err, sizeof(err)), -1);
 	free(src);
+}
+END_TEST
+
+/* testdata's rel with the ICC profile icc_rel spliced in after SOI */
+static unsigned char *
+with_icc(const char *rel, const char *icc_rel, size_t *n)
+{
+	size_t jn, in;
+	unsigned char *j = tu_testdata_slurp(rel, &jn), *icc = tu_testdata_slurp(icc_rel, &in), *o;
+	size_t seg = 2 + 14 + in;
+
+	ck_assert_uint_lt(seg, 65536);
+	o = malloc(jn + 2 + seg);
+	memcpy(o, j, 2);
+	o[2] = 0xff, o[3] = 0xe2, o[4] = (unsigned char)(seg >> 8), o[5] = (unsigned char)seg;
+	memcpy(o + 6, "ICC_PROFILE", 12);
+	o[18] = 1, o[19] = 1;
+	memcpy(o + 20, icc, in);
+	memcpy(o + 20 + in, j + 2, jn - 2);
+	*n = jn + 2 + seg;
+	free(j);
+	free(icc);
+	return o;
+}
+
+/* --keep-metadata tags the thumbnail of a tagged source sRGB: with the source's own profile
+ * when that is sRGB in all but name (the pixels were not transformed), with libvips' sRGB
+ * otherwise (an Adobe RGB source, whose pixels were) */
+START_TEST(kept_profile_is_srgb)
+{
+	struct img_box b = { 64, 64, IMG_FIT };
+	struct img_settings s = settings(&b, 1, 80);
+	size_t n, srgbn, in, outn;
+	unsigned char *srgb = tu_testdata_slurp("icc/sRGB.icc", &srgbn), *adobe, *src, *out;
+	struct got g;
+	char err[256];
+
+	s.keep_metadata = 1;
+	src = with_icc("libjpeg-turbo/testorig.jpg", "icc/sRGB.icc", &n);
+	memset(&g, 0, sizeof(g));
+	g.keep = 1;
+	ck_assert_msg(img_thumbnail(src, n, &s, collect, &g, err, sizeof(err)) == 0, "%s", err);
+	out = tu_jpeg_icc(g.data, g.len, &outn);
+	ck_assert_ptr_nonnull(out);
+	ck_assert(outn == srgbn && memcmp(out, srgb, srgbn) == 0);
+	free(out);
+	free(g.data);
+	free(src);
+
+	src = with_icc("libjpeg-turbo/testorig.jpg", "icc/compatibleWithAdobeRGB1998.icc", &n);
+	adobe = tu_testdata_slurp("icc/compatibleWithAdobeRGB1998.icc", &in);
+	memset(&g, 0, sizeof(g));
+	g.keep = 1;
+	ck_assert_msg(img_thumbnail(src, n, &s, collect, &g, err, sizeof(err)) == 0, "%s", err);
+	out = tu_jpeg_icc(g.data, g.len, &outn);
+	ck_assert_ptr_nonnull(out);
+	ck_assert(!(outn == in && memcmp(out, adobe, in) == 0));
+	ck_assert(outn >= 128 && memcmp(out + 16, "RGB ", 4) == 0);
+	free(out);
+	free(g.data);
+	free(src);
+	free(adobe);
+	free(srgb);
 }
 END_TEST
 
@@ -369,6 +435,7 @@ img_suite(void)
 	tcase_add_test(t, progressive_dc_scans_suffice);
 	tcase_add_test(t, grey_alpha_through_libvips_flattened);
 	tcase_add_test(t, damaged_interlaced_png_fails);
+	tcase_add_test(t, kept_profile_is_srgb);
 	suite_add_tcase(s, t);
 	return s;
 }

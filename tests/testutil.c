@@ -529,35 +529,82 @@ tu_write_png_rgba(const char *path, const unsigned char *px, unsigned w, unsigne
 	return png_image_write_to_file(&im, path, 0, px, 0, NULL) ? 0 : -1;
 }
 
-/* Calls f on every marker before the first scan; stops when it returns non-zero. */
-static int
-jpeg_markers(const char *path, int (*f)(unsigned m, const unsigned char *seg, void *arg),
-    void *arg)
+int
+tu_jpeg_each_marker(const unsigned char *p, size_t n, int (*f)(unsigned m,
+    const unsigned char *seg, size_t len, void *arg), void *arg)
 {
-	size_t n, i;
-	unsigned char *p = (unsigned char *)tu_slurp(path, &n);
+	size_t i;
 	int r = 0;
 
-	if (p == NULL || n < 4 || p[0] != 0xff || p[1] != 0xd8) {
-		free(p);
+	if (n < 4 || p[0] != 0xff || p[1] != 0xd8)
 		return -1;
-	}
 	for (i = 2; i + 4 <= n && p[i] == 0xff && r == 0;) {
-		unsigned m = p[i + 1], len = (unsigned)p[i + 2] << 8 | p[i + 3];
+		unsigned m = p[i + 1];
+		size_t len = (size_t)p[i + 2] << 8 | p[i + 3];
 
-		if (m == 0xda)
+		if (m == 0xda || len < 2 || i + 2 + len > n)
 			break;
-		r = f(m, p + i + 4, arg);
+		r = f(m, p + i + 4, len - 2, arg);
 		i += 2 + len;
 	}
+	return r;
+}
+
+/* tu_jpeg_each_marker over a file */
+static int
+jpeg_markers(const char *path, int (*f)(unsigned m, const unsigned char *seg, size_t len,
+    void *arg), void *arg)
+{
+	size_t n;
+	unsigned char *p = (unsigned char *)tu_slurp(path, &n);
+	int r = p != NULL ? tu_jpeg_each_marker(p, n, f, arg) : -1;
+
 	free(p);
 	return r;
 }
 
+struct icc {
+	unsigned char *p;
+	size_t n;
+};
+
 static int
-is_marker(unsigned m, const unsigned char *seg, void *arg)
+icc_part(unsigned m, const unsigned char *seg, size_t len, void *arg)
+{
+	struct icc *c = arg;
+
+	if (m == 0xe2 && len > 14 && memcmp(seg, "ICC_PROFILE", 12) == 0) {
+		c->p = realloc(c->p, c->n + len - 14);
+		memcpy(c->p + c->n, seg + 14, len - 14);
+		c->n += len - 14;
+	}
+	return 0;
+}
+
+unsigned char *
+tu_jpeg_icc(const unsigned char *p, size_t n, size_t *len)
+{
+	struct icc c = { NULL, 0 };
+
+	(void)tu_jpeg_each_marker(p, n, icc_part, &c);
+	*len = c.n;
+	return c.p;
+}
+
+void
+tu_put_be32(unsigned char *p, uint32_t v)
+{
+	p[0] = (unsigned char)(v >> 24);
+	p[1] = (unsigned char)(v >> 16);
+	p[2] = (unsigned char)(v >> 8);
+	p[3] = (unsigned char)v;
+}
+
+static int
+is_marker(unsigned m, const unsigned char *seg, size_t len, void *arg)
 {
 	(void)seg;
+	(void)len;
 	return m == *(unsigned *)arg;
 }
 
@@ -568,9 +615,9 @@ tu_jpeg_has_marker(const char *path, unsigned marker)
 }
 
 static int
-sof_components(unsigned m, const unsigned char *seg, void *arg)
+sof_components(unsigned m, const unsigned char *seg, size_t len, void *arg)
 {
-	if (m >= 0xc0 && m <= 0xcf && m != 0xc4 && m != 0xc8 && m != 0xcc) {
+	if (len >= 6 && m >= 0xc0 && m <= 0xcf && m != 0xc4 && m != 0xc8 && m != 0xcc) {
 		*(int *)arg = seg[5];
 		return 1;
 	}

@@ -7,6 +7,7 @@
 #define THUMBR_TESTUTIL_H
 
 #include <stddef.h>
+#include <stdint.h>
 #include <sys/types.h>
 
 /* mkdtemp under $TMPDIR or /tmp; returns a malloc'ed path. */
@@ -62,6 +63,16 @@ unsigned char *tu_png_rgba(const char *path, unsigned *w, unsigned *h);
 int tu_write_png_rgba(const char *path, const unsigned char *px, unsigned w, unsigned h);
 /* Whether a JPEG file has a marker (0xe1 APP1, 0xe2 APP2, 0xc2 SOF2, ...) before its scan. */
 int tu_jpeg_has_marker(const char *path, unsigned marker);
+/* Calls f on every marker segment of the JPEG in p (seg, len: its bytes after the length
+ * field) before the first scan, stopping at a non-zero return, which it returns; -1 when p is
+ * no JPEG. */
+int tu_jpeg_each_marker(const unsigned char *p, size_t n, int (*f)(unsigned m,
+    const unsigned char *seg, size_t len, void *arg), void *arg);
+/* The ICC profile a JPEG carries (its APP2 ICC_PROFILE chunks in file order), malloc'd, or
+ * NULL when it has none. */
+unsigned char *tu_jpeg_icc(const unsigned char *p, size_t n, size_t *len);
+/* Big-endian 32 bits, as PNG and ICC write them. */
+void tu_put_be32(unsigned char *p, uint32_t v);
 /* Number of components a JPEG file's frame declares (1 grey, 3 colour, 4 CMYK); -1. */
 int tu_jpeg_components(const char *path);
 /* 1 when the file starts with a WebP, TIFF, GIF or HEIF/AVIF signature. */

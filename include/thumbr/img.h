@@ -36,7 +36,6 @@ struct img_settings {
 	int keep_metadata;      /* copy EXIF and XMP, tag sRGB */
 	int progressive;        /* progressive JPEG */
 	uint64_t max_pixels;    /* refuse larger images before decoding (0: no limit) */
-	unsigned allow;         /* SCAN_ALLOW_*: untrusted loaders the operator turned on */
 };
 
 /* Called once per box with the encoded thumbnail; data is valid during the call only.
@@ -44,9 +43,10 @@ struct img_settings {
 typedef int img_emit_fn(void *ctx, unsigned box, unsigned width, unsigned height,
     const void *data, size_t len, char *err, size_t errsz);
 
-/* Start libvips in this process (workers only), loaders marked untrusted blocked but for
- * those in allow (SCAN_ALLOW_*).  0 or -1. */
-int img_init(const char *argv0, unsigned allow, char *err, size_t errsz);
+/* Once per process (workers only), before any img_thumbnail: libvips, when an image first
+ * needs it, starts with the loaders it marks untrusted blocked but for those in allow
+ * (SCAN_ALLOW_*), and only those formats are sniffed as images. */
+void img_init(const char *argv0, unsigned allow);
 
 /* The size of a w x h image fitted into box: aspect kept, never enlarged, at least 1x1. */
 void img_fit(uint32_t w, uint32_t h, const struct img_box *box, uint32_t *tw, uint32_t *th);
