@@ -90,22 +90,22 @@ set_werr(struct io_worker *w, const char *msg)
 }
 
 static void
-on_out(struct io *io, struct io_worker *w, const struct ring_rec *rec)
+on_out(struct io *io, struct io_worker *w, const struct ring_msg *m)
 {
-	/* a copy: the worker could change the shared record between the checks and the use */
+	/* a copy: the worker could change the shared payload between the checks and the use */
 	struct shm_out hdr;
 	const struct shm_out *o = &hdr;
-	const unsigned char *data = ((const struct shm_out *)rec->payload)->data;
-	uint32_t plen = ring_rec_payload_len(rec);
+	const unsigned char *data = ((const struct shm_out *)m->payload)->data;
+	uint32_t plen = m->len;
 	char err[ERRSZ];
 	uint64_t n;
 	int expected;
 
 	pthread_mutex_lock(&io->mu);
-	expected = w->ninflight > 0 && rec->job == w->inflight[0];
+	expected = w->ninflight > 0 && m->job == w->inflight[0];
 	pthread_mutex_unlock(&io->mu);
 	if (plen >= sizeof(hdr))
-		memcpy(&hdr, rec->payload, sizeof(hdr));
+		memcpy(&hdr, m->payload, sizeof(hdr));
 	if (!expected || plen < sizeof(*o) ||
 	    o->size_idx >= io->o->nsizes || o->offset > o->total ||
 	    plen - sizeof(*o) > o->total - o->offset) {
@@ -116,7 +116,7 @@ on_out(struct io *io, struct io_worker *w, const struct ring_rec *rec)
 		return;
 	n = plen - sizeof(*o);
 	if (o->offset == 0) {
-		const struct plan_job *pj = &io->plan->jobs[rec->job];
+		const struct plan_job *pj = &io->plan->jobs[m->job];
 		char *dir = path2(io->o->output, io->o->sizes[o->size_idx].name);
 		char *final = path2(dir, pj->out_rel);
 
@@ -137,7 +137,7 @@ on_out(struct io *io, struct io_worker *w, const struct ring_rec *rec)
 		return;
 	}
 	if (o->offset + n == o->total) {
-		const struct plan_job *pj = &io->plan->jobs[rec->job];
+		const struct plan_job *pj = &io->plan->jobs[m->job];
 		char *record = state_format(io->state, o->size_idx, pj->rel, pj->size, &pj->mtime);
 		char *final = xstrdup(w->cur.final);
 
@@ -152,7 +152,7 @@ on_out(struct io *io, struct io_worker *w, const struct ring_rec *rec)
 		}
 		w->job_thumbs++;
 		if (io->o->verbose || io->o->report) {
-			char *src = src_path(io, (size_t)rec->job);
+			char *src = src_path(io, (size_t)m->job);
 
 			report_thumb(src, final, o->width, o->height, o->total, io->o->verbose);
 			free(src);
@@ -180,31 +180,31 @@ on_end(struct io *io, struct io_worker *w, uint64_t j, const char *reason)
 static void
 drain(struct io *io, struct io_worker *w, struct ring *r)
 {
-	struct ring_rec *rec;
+	struct ring_msg m;
 	enum ring_result rr;
 
-	while ((rr = ring_try_peek(r, &rec)) == RING_OK) {
-		switch (rec->type) {
+	while ((rr = ring_try_peek(r, &m)) == RING_OK) {
+		switch (m.type) {
 		case SHM_OUT:
-			on_out(io, w, rec);
+			on_out(io, w, &m);
 			break;
 		case SHM_DONE:
-			on_end(io, w, rec->job, NULL);
+			on_end(io, w, m.job, NULL);
 			break;
 		case SHM_FAIL: {
 			char why[ERRSZ];
-			uint32_t n = ring_rec_payload_len(rec);
+			size_t n = m.len < sizeof(why) ? m.len : sizeof(why);
 
 			snprintf(why, sizeof(why), "%.*s", (int)(n ? n - 1 : 0),
-			    (const char *)rec->payload);
-			on_end(io, w, rec->job, why[0] ? why : "failed in worker");
+			    (const char *)m.payload);
+			on_end(io, w, m.job, why[0] ? why : "failed in worker");
 			break;
 		}
 		default:
 			set_werr(w, "unknown record from worker");
 			break;
 		}
-		ring_release(r);
+		ring_release(r, &m);
 	}
 	if (rr == RING_DETACHED && ring_pending(r)) {
 		/* a broken response ring: nothing more is read from it; the worker goes */

@@ -242,11 +242,10 @@ ring_push(struct ring *r, uint32_t type, uint64_t job, const void *p, uint32_t l
 	return RING_OK;
 }
 
-/* Consumer: the record at tail, with padding consumed; NULL when empty. */
 /*
  * Whether the record at tail, of header len and type, is one a correct producer could have
  * published: the producer is another process, which a hostile image may have subverted, so
- * nothing it wrote is trusted to stay inside the buffer.  len is read once by the caller.
+ * nothing it wrote is trusted to stay inside the buffer.
  */
 static int
 valid(const struct ring *r, uint32_t head, uint32_t tail, uint32_t len, uint32_t type)
@@ -259,10 +258,11 @@ valid(const struct ring *r, uint32_t head, uint32_t tail, uint32_t len, uint32_t
 	return type != RING_TYPE_PAD || len == r->size - pos;
 }
 
-/* Consumer: the record at tail, with padding consumed; NULL when empty, and when the ring
- * holds something no correct producer writes (then it is detached for good). */
-static struct ring_rec *
-front(struct ring *r)
+/* Consumer: the record at tail into m, padding consumed, its header read once and checked;
+ * 0 when empty, and when the ring holds something no correct producer writes (then it is
+ * detached for good). */
+static int
+front(struct ring *r, struct ring_msg *m)
 {
 	for (;;) {
 		uint32_t tail = atomic_load_explicit(&r->tail, memory_order_relaxed);  /* ours */
@@ -271,26 +271,30 @@ front(struct ring *r)
 		uint32_t len, type;
 
 		if (head == tail)
-			return NULL;
+			return 0;
 		rec = (struct ring_rec *)(r->data + (tail & (r->size - 1)));
 		len = *(volatile uint32_t *)&rec->len;
 		type = *(volatile uint32_t *)&rec->type;
 		if (!valid(r, head, tail, len, type)) {
 			ring_detach(r);
-			return NULL;
+			return 0;
 		}
-		if (type != RING_TYPE_PAD)
-			return rec;
+		if (type != RING_TYPE_PAD) {
+			m->type = type;
+			m->len = len - HDR;
+			m->job = *(volatile uint64_t *)&rec->job;
+			m->payload = rec->payload;
+			return 1;
+		}
 		atomic_store_explicit(&r->tail, tail + len, memory_order_seq_cst);  /* R2 */
 		ring_wake(&r->spaces, &r->prod_waiting);
 	}
 }
 
 enum ring_result
-ring_try_peek(struct ring *r, struct ring_rec **recp)
+ring_try_peek(struct ring *r, struct ring_msg *m)
 {
-	*recp = front(r);
-	if (*recp != NULL)
+	if (front(r, m))
 		return RING_OK;
 	return ring_pending(r) && ring_is_detached(r) ? RING_DETACHED : RING_EMPTY;
 }
@@ -305,19 +309,16 @@ ring_pending(const struct ring *r)
 }
 
 enum ring_result
-ring_peek(struct ring *r, struct ring_rec **recp, const struct ring_wait *w)
+ring_peek(struct ring *r, struct ring_msg *m, const struct ring_wait *w)
 {
 	struct timespec dl;
 
 	deadline_from(&dl, w);
 	for (;;) {
-		struct ring_rec *rec = front(r);
 		enum ring_result rr;
 
-		if (rec != NULL) {
-			*recp = rec;
+		if (front(r, m))
 			return RING_OK;
-		}
 		if (atomic_load_explicit(&r->detached, memory_order_acquire))
 			return RING_DETACHED;
 		atomic_store_explicit(&r->cons_waiting, 1, memory_order_seq_cst);
@@ -331,26 +332,19 @@ ring_peek(struct ring *r, struct ring_rec **recp, const struct ring_wait *w)
 			return RING_TIMEOUT;
 		}
 		rr = ring_sleep(r, &r->items, &r->cons_waiting, w, &dl);
-		if (rr == RING_DETACHED && front(r) != NULL)
-			continue;       /* drain what a detached producer left */
+		if (rr == RING_DETACHED && front(r, m))
+			return RING_OK;         /* drain what a detached producer left */
 		if (rr != RING_OK)
 			return rr;
 	}
 }
 
 void
-ring_release(struct ring *r)
+ring_release(struct ring *r, const struct ring_msg *m)
 {
 	uint32_t tail = atomic_load_explicit(&r->tail, memory_order_relaxed);
-	uint32_t head = atomic_load_explicit(&r->head, memory_order_acquire);   /* A1 */
-	struct ring_rec *rec = (struct ring_rec *)(r->data + (tail & (r->size - 1)));
-	uint32_t len = *(volatile uint32_t *)&rec->len;
 
-	/* read again, so checked again: the producer may have changed it since ring_peek */
-	if (!valid(r, head, tail, len, RING_TYPE_PAD + 1)) {       /* a record, not padding */
-		ring_detach(r);
-		return;
-	}
-	atomic_store_explicit(&r->tail, tail + ALIGN_UP(len), memory_order_seq_cst);  /* R2 */
+	/* by the length front() checked, whatever the record's header says now */
+	atomic_store_explicit(&r->tail, tail + ALIGN_UP(HDR + m->len), memory_order_seq_cst); /* R2 */
 	ring_wake(&r->spaces, &r->prod_waiting);
 }

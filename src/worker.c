@@ -126,32 +126,32 @@ slurp(const char *path, size_t *len, char *err, size_t errsz)
 }
 
 static int
-serve(struct wctx *w, struct ring_rec *rec, const struct img_settings *set)
+serve(struct wctx *w, const struct ring_msg *m, const struct img_settings *set)
 {
-	struct shm_req *rq = (struct shm_req *)rec->payload;
+	struct shm_req *rq = (struct shm_req *)m->payload;
 	struct shm_status *st = shm_status(&w->shm, w->k);
-	uint32_t plen = ring_rec_payload_len(rec);
+	uint32_t plen = m->len;
 	unsigned char *owned = NULL;
 	const unsigned char *src;
 	size_t len;
 	char err[ERRSZ];
 	int rc;
 
-	w->job = rec->job;
-	atomic_store_explicit(&st->job, rec->job, memory_order_relaxed);
+	w->job = m->job;
+	atomic_store_explicit(&st->job, m->job, memory_order_relaxed);
 	atomic_store_explicit(&st->since_ms, now_ms(), memory_order_relaxed);
 	atomic_store_explicit(&st->state, SHM_W_BUSY, memory_order_release);
 	err[0] = '\0';
-	if (rec->type != SHM_REQ || plen < sizeof(*rq) || rq->bytes > plen - sizeof(*rq) ||
+	if (m->type != SHM_REQ || plen < sizeof(*rq) || rq->bytes > plen - sizeof(*rq) ||
 	    ((rq->flags & SHM_REQ_PATH) && rq->bytes == 0)) {
-		ring_release(w->req);
+		ring_release(w->req, m);
 		rc = answer(w, SHM_FAIL, "malformed request record");
 		goto out;
 	}
 	if (rq->flags & SHM_REQ_PATH) {
 		rq->data[rq->bytes - 1] = '\0';
 		owned = slurp((const char *)rq->data, &len, err, sizeof(err));
-		ring_release(w->req);           /* the path is no longer needed */
+		ring_release(w->req, m);           /* the path is no longer needed */
 		if (owned == NULL) {
 			rc = answer(w, SHM_FAIL, err);
 			goto out;
@@ -163,7 +163,7 @@ serve(struct wctx *w, struct ring_rec *rec, const struct img_settings *set)
 	}
 	rc = img_thumbnail(src, len, set, emit, w, err, sizeof(err));
 	if (owned == NULL)
-		ring_release(w->req);
+		ring_release(w->req, m);
 	free(owned);
 	rc = rc == 0 ? answer(w, SHM_DONE, NULL) : answer(w, SHM_FAIL, err);
 out:
@@ -254,11 +254,11 @@ worker_main(int argc, char **argv)
 	atomic_store_explicit(&st->pid, (int32_t)getpid(), memory_order_relaxed);
 	atomic_store_explicit(&st->state, SHM_W_IDLE, memory_order_release);
 	for (;;) {
-		struct ring_rec *rec;
+		struct ring_msg m;
 
-		if (ring_peek(w.req, &rec, &w.wait) != RING_OK)
+		if (ring_peek(w.req, &m, &w.wait) != RING_OK)
 			break;          /* detached and drained, or the main process is gone */
-		if (serve(&w, rec, &set) != 0)
+		if (serve(&w, &m, &set) != 0)
 			break;
 	}
 	atomic_store_explicit(&st->state, SHM_W_EXITED, memory_order_release);

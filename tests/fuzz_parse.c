@@ -101,19 +101,19 @@ fuzz_ring(const uint8_t *data, size_t size)
 				abort();
 			}
 		} else if (head != tail) {              /* pop */
-			struct ring_rec *rec;
+			struct ring_msg rec;
 
-			if (ring_try_peek(r, &rec) != RING_OK || rec->type != 1 ||
-			    rec->job != jobs[tail % 64] ||
-			    ring_rec_payload_len(rec) != lens[tail % 64])
+			if (ring_try_peek(r, &rec) != RING_OK || rec.type != 1 ||
+			    rec.job != jobs[tail % 64] ||
+			    rec.len != lens[tail % 64])
 				abort();
 			for (uint32_t j = 0; j < lens[tail % 64]; j++)
-				if (rec->payload[j] != (unsigned char)(rec->job & 0xff))
+				if (rec.payload[j] != (unsigned char)(rec.job & 0xff))
 					abort();
-			ring_release(r);
+			ring_release(r, &rec);
 			tail++;
 		} else {
-			struct ring_rec *rec;
+			struct ring_msg rec;
 
 			if (ring_try_peek(r, &rec) != RING_EMPTY)
 				abort();

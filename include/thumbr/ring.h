@@ -50,6 +50,16 @@ struct ring_rec {
 	unsigned char payload[];
 };
 
+/* A record as its consumer sees it: the header read once and checked, so that a producer that
+ * rewrites it afterwards changes nothing the consumer acts on.  The payload stays in the ring,
+ * still the producer's to scribble on, until ring_release; read it as untrusted bytes. */
+struct ring_msg {
+	uint32_t type;          /* a caller's type (never RING_TYPE_PAD) */
+	uint32_t len;           /* payload bytes: payload[0 .. len) lies inside the ring */
+	uint64_t job;
+	unsigned char *payload;
+};
+
 struct ring {
 	/* consumer's cache line */
 	_Alignas(64) _Atomic uint32_t tail;
@@ -101,20 +111,15 @@ enum ring_result ring_push(struct ring *r, uint32_t type, uint64_t job, const vo
 
 /* Consumer: wait for the next record; it stays valid until ring_release.  A detached ring is
  * drained first: RING_DETACHED only once it is empty. */
-enum ring_result ring_peek(struct ring *r, struct ring_rec **rec, const struct ring_wait *w);
+enum ring_result ring_peek(struct ring *r, struct ring_msg *m, const struct ring_wait *w);
 /* Consumer: the next record without waiting: RING_OK, RING_EMPTY, or RING_DETACHED when the
  * ring holds what no correct producer writes (a length that leaves the buffer, say): the
  * producer is another process and is not trusted, so such a ring is detached for good. */
-enum ring_result ring_try_peek(struct ring *r, struct ring_rec **rec);
+enum ring_result ring_try_peek(struct ring *r, struct ring_msg *m);
 /* Anybody: 1 when the producer has published bytes the consumer has not released (they may
  * be padding only), else 0.  Reads only; a hint for choosing which ring to serve. */
 int ring_pending(const struct ring *r);
-/* Consumer: free the record returned by the last ring_peek. */
-void ring_release(struct ring *r);
-/* Payload bytes of a record. */
-static inline uint32_t ring_rec_payload_len(const struct ring_rec *rec)
-{
-	return rec->len - (uint32_t)sizeof(struct ring_rec);
-}
+/* Consumer: free m, the record the last peek returned, by the length that peek checked. */
+void ring_release(struct ring *r, const struct ring_msg *m);
 
 #endif
