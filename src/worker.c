@@ -173,7 +173,9 @@ out:
 
 /*
  * The memory ceiling: a hostile file makes malloc fail (and the image fail) instead of the
- * machine swap.  Not under a sanitizer, whose shadow memory takes terabytes of address space.
+ * machine swap.  bytes is what decoding may use; the shared segment, which the worker maps
+ * whole and whose size the options set, comes on top.  Not under a sanitizer, whose shadow
+ * memory takes terabytes of address space.
  */
 static void
 limit_memory(uint64_t bytes)
@@ -228,7 +230,7 @@ worker_main(int argc, char **argv)
 		fprintf(stderr, "thumbr: worker %u: %s\n", w.k, err);
 		return POOL_EXIT_FATAL;
 	}
-	limit_memory(w.shm.hdr->max_memory);
+	limit_memory(w.shm.hdr->max_memory ? w.shm.hdr->max_memory + w.shm.len : 0);
 	img_init(argv[0], w.shm.hdr->allow);
 	w.req = shm_req_ring(&w.shm, w.k);
 	w.resp = shm_resp_ring(&w.shm, w.k);

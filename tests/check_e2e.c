@@ -312,6 +312,20 @@ START_TEST(big_sources_bypass_the_ring)
 }
 END_TEST
 
+START_TEST(largest_slot_leaves_the_memory_ceiling_to_decoding)
+{
+	/* a 512M slot makes a 2 GiB ring, which the worker maps: the ceiling comes on top */
+	char *in = tu_join(tmp, "in"), *out = tu_join(tmp, "out"), *err = NULL;
+	char *argv[] = { (char *)tu_bin(), "-j1", "--slot-size", "512M", "--max-memory", "256M",
+	    in, out, NULL };
+
+	make_tree(in, 1);
+	ck_assert_msg(tu_run(argv, NULL, &err) == 0, "%s", err);
+	ck_assert_int_eq(count_files(out, NULL), 18);
+	free(in), free(out), free(err);
+}
+END_TEST
+
 START_TEST(collision_reported_not_overwritten)
 {
 	char *in = tu_join(tmp, "in"), *out = tu_join(tmp, "out"), *err = NULL;
@@ -1337,6 +1351,7 @@ e2e_suite(void)
 	tcase_add_test(t, testdata_every_thumbnail);
 	tcase_add_test(t, two_sizes_one_run);
 	tcase_add_test(t, big_sources_bypass_the_ring);
+	tcase_add_test(t, largest_slot_leaves_the_memory_ceiling_to_decoding);
 	tcase_add_test(t, exif_orientation_applied);
 	tcase_add_test(t, no_rotate_keeps_stored_pixels);
 	tcase_add_test(t, colour_profiles_honoured);
