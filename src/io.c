@@ -16,6 +16,7 @@
 
 #include "thumbr/report.h"
 #include "thumbr/ring.h"
+#include "thumbr/scan.h"
 
 #define SLICE_MS 100
 
@@ -258,9 +259,7 @@ send_job(struct io *io, struct ring *r, size_t j, char *why, size_t whysz)
 		rc = -1;
 		goto out;
 	}
-	if ((uint64_t)st.st_size > io->o->max_file_size) {
-		errf(why, whysz, "file is %llu bytes, more than --max-file-size %llu",
-		    (unsigned long long)st.st_size, (unsigned long long)io->o->max_file_size);
+	if (scan_size_ok((uint64_t)st.st_size, io->o->max_file_size, why, whysz) != 0) {
 		rc = -1;
 		goto out;
 	}

@@ -109,6 +109,16 @@ add(struct scan_result *res, char *rel, const struct stat *st, int kind, int upt
 	e->uptodate = uptodate;
 }
 
+int
+scan_size_ok(uint64_t size, uint64_t max, char *why, size_t whysz)
+{
+	if (max == 0 || size <= max)
+		return 0;
+	errf(why, whysz, "file is %llu bytes, more than --max-file-size %llu",
+	    (unsigned long long)size, (unsigned long long)max);
+	return -1;
+}
+
 /* Look at one regular file: an image, a non-image, or a failure. */
 static void
 file(int dfd, const char *name, char *rel, const struct stat *st, const struct scan_opts *so,
@@ -124,15 +134,6 @@ file(int dfd, const char *name, char *rel, const struct stat *st, const struct s
 	}
 	if (so->uptodate != NULL && so->uptodate(so->ctx, rel, st)) {
 		add(res, rel, st, 0, 1);
-		return;
-	}
-	if (so->max_size != 0 && (uint64_t)st->st_size > so->max_size) {
-		char why[96];
-
-		snprintf(why, sizeof(why), "file is %llu bytes, more than --max-file-size %llu",
-		    (unsigned long long)st->st_size, (unsigned long long)so->max_size);
-		fail(so, res, rel, why);
-		free(rel);
 		return;
 	}
 	fd = openat(dfd, name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC | O_NOCTTY);
@@ -152,7 +153,14 @@ file(int dfd, const char *name, char *rel, const struct stat *st, const struct s
 	}
 	kind = scan_sniff(head, (size_t)n, so->allow);
 	if (kind != 0) {
-		add(res, rel, st, kind, 0);
+		char why[96];
+
+		if (scan_size_ok((uint64_t)st->st_size, so->max_size, why, sizeof(why)) == 0) {
+			add(res, rel, st, kind, 0);
+			return;
+		}
+		fail(so, res, rel, why);        /* an image too big to read */
+		free(rel);
 		return;
 	}
 	if (named_like_image(name))

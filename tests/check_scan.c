@@ -111,7 +111,7 @@ link_to(const char *target, const char *rel)
 	ck_assert_msg(symlink(target, at(rel)) == 0, "symlink %s: %s", rel, strerror(errno));
 }
 
-/* What the fail callback was told. */
+/* The entry for rel, or NULL. */
 static const struct scan_entry *
 entry_of(const struct scan_result *r, const char *rel)
 {
@@ -295,6 +295,34 @@ START_TEST(test_non_images)
 	ck_assert_uint_eq(r.n, 2);
 	ck_assert_ptr_nonnull(entry_of(&r, "ok.jpg"));
 	ck_assert_ptr_nonnull(entry_of(&r, "almost.png.txt"));
+	tu_fails_free(&f);
+	scan_free(&r);
+}
+END_TEST
+
+/* --max-file-size: an image above it is reported unread; a non-image is skipped whatever its
+ * size, as it would be under the limit (a video in a photo tree is no failure). */
+START_TEST(test_max_size)
+{
+	static const char movie[5000];
+	struct scan_opts so;
+	struct scan_result r;
+	struct tu_fails f = { 0 };
+	long k;
+
+	put_jpeg("big.jpg", 5000);
+	put_jpeg("small.jpg", 100);
+	put("movie.mkv", movie, sizeof(movie));
+	memset(&so, 0, sizeof(so));
+	so.max_size = 4096;
+	scan(&r, &so, &f);
+	ck_assert_uint_eq(r.n, 1);
+	ck_assert_ptr_nonnull(entry_of(&r, "small.jpg"));
+	ck_assert_uint_eq(r.failed, 1);
+	ck_assert_uint_eq(r.skipped, 1);
+	k = tu_fail_index(&f, "big.jpg");
+	ck_assert_int_ge(k, 0);
+	ck_assert_str_eq(f.reason[k], "file is 5000 bytes, more than --max-file-size 4096");
 	tu_fails_free(&f);
 	scan_free(&r);
 }
@@ -646,6 +674,7 @@ scan_suite(void)
 	tcase_add_test(tc, test_empty_root);
 	tcase_add_test(tc, test_dot_entries);
 	tcase_add_test(tc, test_non_images);
+	tcase_add_test(tc, test_max_size);
 	tcase_add_test(tc, test_symlinks);
 	tcase_add_test(tc, test_exclude);
 	tcase_add_test(tc, test_odd_names);

@@ -49,7 +49,7 @@ struct scan_opts {
 	ino_t exclude_ino;
 	int exclude;                    /* whether exclude_* is set */
 	scan_fail_fn *fail;
-	uint64_t max_size;              /* larger files are reported, not opened (0: no limit) */
+	uint64_t max_size;              /* larger images are reported, not read (0: no limit) */
 	unsigned allow;                 /* SCAN_ALLOW_*: loaders the operator turned on */
 	/* optional: 0 leaves a file out entirely (another shard's) */
 	int (*want)(void *ctx, const char *rel);
@@ -69,6 +69,10 @@ struct scan_opts {
 /* Sniff a file's first bytes (SCAN_SNIFF_BYTES are enough): an enum scan_kind, or 0; the
  * formats in allow (SCAN_ALLOW_*) count as SCAN_VIPS too. */
 int scan_sniff(const unsigned char *p, size_t n, unsigned allow);
+/* 0 when an image of size bytes may be read under --max-file-size max (0: no limit), else -1
+ * with why set: the one rule and message for the scan and for the I/O stage, which checks
+ * again because the file may have grown since. */
+int scan_size_ok(uint64_t size, uint64_t max, char *why, size_t whysz);
 
 /* Walk root; entries come out sorted by rel (bytewise).  0, or -1 when root cannot be
  * opened at all (err says why). */
