@@ -31,9 +31,7 @@
 #include "thumbr/state.h"
 #include "thumbr/util.h"
 
-#define REQ_RING_MIN (1u << 20)
 #define RESP_RING (1u << 20)
-#define REQ_REC_SLACK 256u      /* per slot: record headers and a wrap's padding */
 #define IDLE_DEATHS_MAX 3       /* a worker that keeps dying without a job is not respawned */
 
 struct run {
@@ -302,17 +300,15 @@ build(struct run *r, const struct opts *o, const struct plan *plan, const struct
 	char err[ERRSZ];
 	sigset_t set;
 	unsigned nw = o->jobs < plan->n ? o->jobs : (unsigned)plan->n;
-	uint32_t req;
 	int sig = 0;
 
 	/* shared memory: bounded by the options, not by the number of files (its size counts
 	 * against ulimit -f, which must then fail the call, not kill the process).  A request
-	 * ring holds three slots (io_init says why); it is kept small because every page of it
-	 * that has been written must be freed when the run ends, and on SIGTERM that is time
-	 * between the signal and the exit */
+	 * ring holds three slots (io_req_ring_size says why); slots are kept small because every
+	 * page of a ring that has been written must be freed when the run ends, and on SIGTERM
+	 * that is time between the signal and the exit */
 	signal(SIGXFSZ, SIG_IGN);
-	req = shm_pow2((uint32_t)(3 * (o->slot_size + REQ_REC_SLACK)));
-	if (shm_create(&r->shm, nw, req > REQ_RING_MIN ? req : REQ_RING_MIN, RESP_RING, err,
+	if (shm_create(&r->shm, nw, io_req_ring_size(o->slot_size), RESP_RING, err,
 	    sizeof(err)) != 0) {
 		warnx("%s", err);
 		r->fatal = 1;

@@ -284,9 +284,6 @@ send_job(struct io *io, struct ring *r, size_t j, char *why, size_t whysz)
 	} else {
 		size_t n = strlen(path) + 1;
 
-		/* the worker reads this one itself: start the reading now, so that on a cold
-		 * cache the disk works while the worker is still busy with its current job */
-		(void)posix_fadvise(fd, 0, 0, POSIX_FADV_WILLNEED);
 		if (n > io->inline_max) {
 			errf(why, whysz, "path too long");
 			rc = -1;
@@ -303,6 +300,10 @@ send_job(struct io *io, struct ring *r, size_t j, char *why, size_t whysz)
 		rq->bytes = n;
 		memcpy(rq->data, path, n);
 		ring_commit(r, SHM_REQ, j, (uint32_t)(sizeof(*rq) + n));
+		/* the worker reads this one itself: once it has the job, have the kernel start
+		 * reading, so that on a cold cache the disk works while the worker finishes the
+		 * job before */
+		(void)posix_fadvise(fd, 0, 0, POSIX_FADV_WILLNEED);
 	}
 out:
 	if (fd >= 0)
@@ -411,8 +412,6 @@ int
 io_init(struct io *io, const struct opts *o, struct shm *shm, const struct plan *p,
     const struct state *st)
 {
-	uint32_t room;
-
 	memset(io, 0, sizeof(*io));
 	pthread_mutex_init(&io->mu, NULL);
 	pthread_cond_init(&io->idle, NULL);
@@ -427,12 +426,20 @@ io_init(struct io *io, const struct opts *o, struct shm *shm, const struct plan 
 	io->w = xcalloc(io->nw, sizeof(*io->w));
 	for (unsigned k = 0; k < io->nw; k++)
 		io->w[k].cur.fd = -1;
-	/* a record, plus the padding a wrap may need before it, fits beside one held record of
-	 * the largest size: with each at most a third of the ring, a sender never waits on the
-	 * very worker it feeds (which may be waiting for its own responses to be drained) */
-	room = shm->hdr->req_size / 3 - 2 * (uint32_t)(sizeof(struct ring_rec) + sizeof(struct shm_req));
-	io->inline_max = o->slot_size < room ? (uint32_t)o->slot_size : room;
+	io->inline_max = (uint32_t)o->slot_size;       /* the ring was sized for it */
 	return 0;
+}
+
+/* A record, plus the padding a wrap may need before it, fits beside one held record of the
+ * largest size: with each at most a third of the ring, a sender never waits on the very worker
+ * it feeds (which may be waiting for its own responses to be drained).  So a third of the
+ * ring, less two record headers, holds a slot. */
+uint32_t
+io_req_ring_size(uint64_t slot)
+{
+	uint64_t need = 3 * (slot + 2 * (sizeof(struct ring_rec) + sizeof(struct shm_req)));
+
+	return need < IO_REQ_RING_MIN ? IO_REQ_RING_MIN : shm_pow2((uint32_t)need);
 }
 
 void

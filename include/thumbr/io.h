@@ -81,6 +81,9 @@ struct io {
 #define IO_WAKE_SIG SIGUSR1
 
 /* Set up for plan p (workers may not run yet), from the supervisor thread.  0 or -1. */
+#define IO_REQ_RING_MIN (1u << 20)
+/* Bytes of request ring for sources of up to slot bytes inline (slot <= 512M). */
+uint32_t io_req_ring_size(uint64_t slot);
 int io_init(struct io *io, const struct opts *o, struct shm *shm, const struct plan *p,
     const struct state *st);
 /* Jobs settled so far (for progress). */
