@@ -19,6 +19,7 @@
 #define DEFAULT_IO_THREADS 4
 #define DEFAULT_QUALITY 80
 #define DEFAULT_SLOT (512u << 10)
+#define SLOT_MIN (64u << 10)
 #define SLOT_MAX (512u << 20)      /* its ring, three slots rounded up, must stay below 4 GiB */
 
 enum {
@@ -267,29 +268,14 @@ opts_extension(const struct opts *o)
 int
 opts_parse_bytes(const char *text, uint64_t *bytes, char *err, size_t errsz)
 {
-	char *end;
-	unsigned long long v;
-	uint64_t mul = 1;
+	uint64_t v;
 
-	if (text[0] < '0' || text[0] > '9')
-		goto bad;
-	errno = 0;
-	v = strtoull(text, &end, 10);
-	if (errno != 0)
-		goto bad;
-	if (*end == 'k' || *end == 'K')
-		mul = 1024, end++;
-	else if (*end == 'm' || *end == 'M')
-		mul = 1024 * 1024, end++;
-	if (*end != '\0' || v > (1ull << 30) / mul)
-		goto bad;
-	*bytes = v * mul;
-	if (*bytes < 64 * 1024)
-		goto bad;
+	if (parse_count(text, 1, &v) != 0 || v < SLOT_MIN || v > SLOT_MAX) {
+		errf(err, errsz, "bad slot size '%s': want 64k to 512M", text);
+		return -1;
+	}
+	*bytes = v;
 	return 0;
-bad:
-	errf(err, errsz, "bad byte count '%s': want 64k to 1024M", text);
-	return -1;
 }
 
 static enum opts_result
@@ -469,10 +455,6 @@ opts_parse(struct opts *o, int argc, char **argv, char *err, size_t errsz)
 		case OPT_SLOT_SIZE:
 			if (opts_parse_bytes(optarg, &o->slot_size, err, errsz) != 0)
 				return OPTS_USAGE;
-			if (o->slot_size > SLOT_MAX) {
-				errf(err, errsz, "bad slot size '%s': want at most 512M", optarg);
-				return OPTS_USAGE;
-			}
 			break;
 		case ':':
 			errf(err, errsz, "option '%s' needs a value", argv[optind - 1]);

@@ -59,7 +59,8 @@ enum opts_result opts_parse(struct opts *o, int argc, char **argv, char *err, si
 /* "256", "640x480", "200x200-crop", "200-attention", "200x100-entropy" into s; 0, or -1
  * with a reason. */
 int opts_parse_size(const char *text, struct opt_size *s, char *err, size_t errsz);
-/* "8M", "512k", "1048576" into bytes; 0, or -1 with a reason. */
+/* A --slot-size: "8M", "512k", "1048576" (k, M, G: powers of 1024) into bytes, 64k to
+ * 512M; 0, or -1 with a reason. */
 int opts_parse_bytes(const char *text, uint64_t *bytes, char *err, size_t errsz);
 /* "2/5" into k = 2, n = 5 (1 <= k <= n <= 65536); 0, or -1 with a reason. */
 int opts_parse_shard(const char *text, unsigned *k, unsigned *n, char *err, size_t errsz);
