@@ -608,6 +608,7 @@ struct jerr {
 	struct jpeg_error_mgr pub;
 	jmp_buf jb;
 	int warned;
+	int corrupt;            /* the error is a warning: say the data is corrupt */
 	char msg[JMSG_LENGTH_MAX];
 };
 
@@ -699,6 +700,15 @@ decode_dc(const unsigned char *src, size_t len, int ycc, const struct img_settin
 	return 0;
 }
 
+/* libjpeg warned: the data is damaged, and every warning is an error here (a premature end
+ * is a warning, and would leave grey rows) */
+static void
+warned_exit(struct jerr *je)
+{
+	je->corrupt = 1;
+	longjmp(je->jb, 1);
+}
+
 static int
 decode_jpeg(const unsigned char *src, size_t len, const struct img_settings *s, struct pix *p,
     struct sink *k, char *err, size_t errsz)
@@ -709,7 +719,7 @@ decode_jpeg(const unsigned char *src, size_t len, const struct img_settings *s, 
 	JOCTET *icc = NULL;
 	unsigned int icclen = 0;
 	uint32_t nw, nh;
-	int num, inverted, dconly;
+	int num, inverted;
 
 	memset(&je, 0, sizeof(je));
 	cinfo.err = jpeg_std_error(&je.pub);
@@ -717,7 +727,8 @@ decode_jpeg(const unsigned char *src, size_t len, const struct img_settings *s, 
 	je.pub.emit_message = jerr_emit;
 	if (setjmp(je.jb)) {
 		lower_msg(je.msg);
-		errf(err, errsz, "%s", je.msg);
+		errf(err, errsz, "%s%s", je.corrupt && strncmp(je.msg, "corrupt", 7) != 0 ?
+		    "corrupt JPEG data: " : "", je.msg);
 		jpeg_destroy_decompress(&cinfo);
 		free(row);
 		return -1;
@@ -727,6 +738,8 @@ decode_jpeg(const unsigned char *src, size_t len, const struct img_settings *s, 
 	jpeg_save_markers(&cinfo, JPEG_APP0 + 1, 0xffff);       /* EXIF, XMP */
 	jpeg_save_markers(&cinfo, JPEG_APP0 + 2, 0xffff);       /* ICC */
 	jpeg_read_header(&cinfo, TRUE);
+	if (je.warned)
+		warned_exit(&je);       /* refused before any pixel is decoded */
 	p->fw = cinfo.image_width;
 	p->fh = cinfo.image_height;
 	if (too_big(s, p->fw, p->fh, je.msg, sizeof(je.msg)))
@@ -767,7 +780,12 @@ decode_jpeg(const unsigned char *src, size_t len, const struct img_settings *s, 
 	inverted = p->cmyk && cinfo.saw_Adobe_marker;
 	p->full_chroma = cinfo.num_components == 3 && cinfo.comp_info[0].h_samp_factor == 1 &&
 	    cinfo.comp_info[0].v_samp_factor == 1;
-	if (num == 1 && cinfo.progressive_mode && !cinfo.arith_code && !je.warned &&
+	/* At 1/8 only the DC coefficient of each block is used, and a progressive file sends
+	 * all of them in its first scans: jpegdc decodes those alone and stops (the 16 MB
+	 * photograph of the corpus: 525 -> ~100 ms, and one coefficient per block kept where
+	 * libjpeg keeps 64).  What it does not read (arithmetic coding, CMYK, 12 bits) libjpeg
+	 * decodes whole, at 1/8. */
+	if (num == 1 && cinfo.progressive_mode && !cinfo.arith_code &&
 	    cinfo.data_precision == 8 && (cinfo.jpeg_color_space == JCS_GRAYSCALE ||
 	    cinfo.jpeg_color_space == JCS_YCbCr || cinfo.jpeg_color_space == JCS_RGB)) {
 		int ycc = cinfo.jpeg_color_space == JCS_YCbCr;
@@ -775,26 +793,7 @@ decode_jpeg(const unsigned char *src, size_t len, const struct img_settings *s, 
 		jpeg_destroy_decompress(&cinfo);
 		return decode_dc(src, len, ycc, s, p, k, err, errsz);
 	}
-	/* At 1/8 only the DC coefficient of each block is used, and a progressive file sends
-	 * all of them in its first scans: decode those and stop, without the AC scans that are
-	 * most of the file and of the work (the 16 MB photograph of the corpus: 525 -> ~100 ms).
-	 * Damage further on cannot touch such a thumbnail; damage in the DC scans still fails
-	 * it (a premature end is a warning, and every warning is an error here). */
-	dconly = cinfo.progressive_mode && num == 1;
-	if (dconly)
-		cinfo.buffered_image = TRUE;
 	jpeg_start_decompress(&cinfo);
-	if (dconly) {
-		int rc;
-
-		do
-			rc = jpeg_consume_input(&cinfo);
-		while (rc != JPEG_SUSPENDED && rc != JPEG_REACHED_EOI &&
-		    !(rc == JPEG_REACHED_SOS && cinfo.Ss != 0));
-		/* the scan before the first AC one: shown as it is, nothing more is read */
-		jpeg_start_output(&cinfo, cinfo.input_scan_number > 1 ?
-		    cinfo.input_scan_number - 1 : 1);
-	}
 	if (sink_start(k, p, cinfo.output_width, cinfo.output_height,
 	    cinfo.output_components, s) != 0 ||
 	    (row = malloc((size_t)cinfo.output_width * (size_t)cinfo.output_components)) == NULL) {
@@ -810,20 +809,9 @@ decode_jpeg(const unsigned char *src, size_t len, const struct img_settings *s, 
 				row[i] = (unsigned char)(255 - row[i]);
 		sink_row(k, row);
 	}
-	if (je.warned) {
-		lower_msg(je.msg);
-		errf(err, errsz, "%s%s", strncmp(je.msg, "corrupt", 7) == 0 ? "" :
-		    "corrupt JPEG data: ", je.msg);
-		jpeg_destroy_decompress(&cinfo);
-		free(row);
-		return -1;
-	}
-	if (dconly) {
-		jpeg_finish_output(&cinfo);
-		jpeg_abort_decompress(&cinfo);
-	} else {
-		jpeg_finish_decompress(&cinfo);
-	}
+	if (je.warned)
+		warned_exit(&je);
+	jpeg_finish_decompress(&cinfo);
 	jpeg_destroy_decompress(&cinfo);
 	free(row);
 	return 0;
