@@ -7,8 +7,9 @@
  *             GIF and HEIF with libvips; alpha is flattened onto the background for JPEG
  *             output, premultiplied otherwise;
  *   resize    each row, as it is decoded, goes into a streaming Lanczos3 (resample.c) per box,
- *             so no decoded image is ever held whole; smaller boxes are made from a larger
- *             box's result (see struct sink);
+ *             so a JPEG or a non-interlaced PNG is never held whole (an interlaced PNG and
+ *             libvips' formats are); smaller boxes are made from a larger box's result (see
+ *             struct sink);
  *   colour    an embedded ICC profile (or, for CMYK without one, libvips' built-in CMYK
  *             profile) to sRGB, on the small image, unless it is sRGB already (icc.c);
  *   orient    EXIF orientation, on the small image; crop; encode.
@@ -40,8 +41,7 @@
  * 8 bits per sample; grey, grey+alpha, RGB, RGBA or CMYK. */
 struct pix {
 	uint32_t fw, fh;        /* full size, as the file declares it */
-	int alpha;              /* decoders: rows carry alpha; after sink_start: the
-				 * results do (premultiplied), cleared when flattened */
+	int alpha;              /* the decoded rows carry alpha (their last band) */
 	int cmyk;               /* four bands of CMYK (0 = no ink) */
 	int orient;             /* EXIF orientation to apply, 1 (as stored) to 8 */
 	int full_chroma;        /* encode without chroma subsampling (see encode_jpeg) */
@@ -290,10 +290,11 @@ scale_stored(uint32_t w, uint32_t h, int orient, const struct img_box *box, uint
 		img_scale(w, h, box, tw, th);
 }
 
-/* The largest width and height (stored orientation) any box asks of a w x h image. */
+/* The largest width and height (stored orientation) any box asks of a w x h image, with the
+ * headroom JPEG's DCT scaling keeps, and no more than the image. */
 static void
-need(const struct img_settings *s, uint32_t w, uint32_t h, int orient, double headroom,
-    uint32_t *nw, uint32_t *nh)
+need(const struct img_settings *s, uint32_t w, uint32_t h, int orient, uint32_t *nw,
+    uint32_t *nh)
 {
 	*nw = *nh = 1;
 	for (unsigned i = 0; i < s->nboxes; i++) {
@@ -305,8 +306,8 @@ need(const struct img_settings *s, uint32_t w, uint32_t h, int orient, double he
 		if (th > *nh)
 			*nh = th;
 	}
-	*nw = *nw * headroom < w ? (uint32_t)(*nw * headroom) : w;
-	*nh = *nh * headroom < h ? (uint32_t)(*nh * headroom) : h;
+	*nw = *nw * HEADROOM_DCT < w ? (uint32_t)(*nw * HEADROOM_DCT) : w;
+	*nh = *nh * HEADROOM_DCT < h ? (uint32_t)(*nh * HEADROOM_DCT) : h;
 }
 
 /* ---- EXIF orientation ---- */
@@ -402,14 +403,14 @@ orient_pixels(const unsigned char *src, uint32_t w, uint32_t h, int bands, int o
 	return dst;
 }
 
-/* ---- box pre-shrink ---- */
+/* ---- alpha ---- */
 
 /* round(x / 255) for x <= 255 * 255 */
 #define DIV255(x) ((((x) + 128u) * 257u) >> 16)
 
 /* Flatten a row of grey+alpha or RGBA onto bg, in place, in sRGB space (as browsers
- * composite).  Returns the number of bands left. */
-static int
+ * composite): the row keeps one band fewer. */
+static void
 flatten_row(unsigned char *row, uint32_t w, int bands, const unsigned char bg[3])
 {
 	const int c = bands - 1;
@@ -432,7 +433,7 @@ flatten_row(unsigned char *row, uint32_t w, int bands, const unsigned char bg[3]
 			d[1] = g;
 			d[2] = b;
 		}
-		return c;
+		return;
 	}
 	for (uint32_t i = 0; i < w; i++) {
 		const unsigned char *s = row + (size_t)i * (size_t)bands;
@@ -445,7 +446,6 @@ flatten_row(unsigned char *row, uint32_t w, int bands, const unsigned char bg[3]
 			for (int b = 0; b < c; b++)
 				d[b] = (unsigned char)DIV255(s[b] * a + (c == 1 ? grey : bg[b]) * na);
 	}
-	return c;
 }
 
 /* Premultiply a row of grey+alpha or RGBA in place, so resampling has no dark fringes. */
@@ -474,19 +474,12 @@ unpremultiply(unsigned char *px, size_t n, int bands)
 	}
 }
 
-/*
- * One decoded row on its way to the resizers: alpha flattened (JPEG output) or premultiplied
- * (PNG, WebP output).  Returns the bands the resizers take.
- */
+/* Whether the results keep the decoded rows' alpha (premultiplied), or it is flattened away
+ * as the rows arrive (JPEG output). */
 static int
-alpha_row(unsigned char *row, uint32_t w, int bands, int alpha, const struct img_settings *s)
+keeps_alpha(const struct pix *p, const struct img_settings *s)
 {
-	if (!alpha)
-		return bands;
-	if (s->format == IMG_JPEG)
-		return flatten_row(row, w, bands, s->background);
-	premultiply_row(row, w, bands);
-	return bands;
+	return p->alpha && s->format != IMG_JPEG;
 }
 
 /*
@@ -499,7 +492,8 @@ alpha_row(unsigned char *row, uint32_t w, int bands, int alpha, const struct img
 struct sink {
 	const struct img_settings *s;
 	uint32_t w;             /* decoded width */
-	int bands, alpha;       /* of the decoded rows: alpha is their last band */
+	int bands;              /* of the decoded rows */
+	enum { OPAQUE, FLATTEN, PREMULTIPLY } alpha;    /* what their alpha band becomes */
 	unsigned n;
 	unsigned order[IMG_MAX_BOXES];  /* box index at each position */
 	int from[IMG_MAX_BOXES];        /* -1: streamed; else the position resized from */
@@ -520,12 +514,12 @@ sink_free(struct sink *k)
 
 /*
  * Plan the boxes for a decoded w x h image of `bands`, the last of them alpha when p->alpha
- * says so, and start the streaming resizes.  Alpha is the sink's to handle from here on:
- * sink_row flattens it for JPEG output (p->alpha is cleared: the results have none) or
- * premultiplies it.  0, or -1 when out of memory.
+ * says so, and start the streaming resizes.  Alpha is the sink's to handle: sink_row
+ * flattens it away for JPEG output, or premultiplies it (keeps_alpha).  0, or -1 when out of
+ * memory.
  */
 static int
-sink_start(struct sink *k, struct pix *p, uint32_t w, uint32_t h, int bands,
+sink_start(struct sink *k, const struct pix *p, uint32_t w, uint32_t h, int bands,
     const struct img_settings *s)
 {
 	uint64_t area[IMG_MAX_BOXES];
@@ -534,12 +528,10 @@ sink_start(struct sink *k, struct pix *p, uint32_t w, uint32_t h, int bands,
 	k->s = s;
 	k->w = w;
 	k->bands = bands;
-	k->alpha = p->alpha;
-	if (p->alpha && s->format == IMG_JPEG) {
+	k->alpha = !p->alpha ? OPAQUE : keeps_alpha(p, s) ? PREMULTIPLY : FLATTEN;
+	if (k->alpha == FLATTEN)
 		bands--;
-		p->alpha = 0;
-	}
-	k->n = s->nboxes < IMG_MAX_BOXES ? s->nboxes : IMG_MAX_BOXES;
+	k->n = s->nboxes;
 	for (unsigned i = 0; i < k->n; i++) {
 		uint32_t tw, th;
 		unsigned q;
@@ -575,7 +567,10 @@ sink_start(struct sink *k, struct pix *p, uint32_t w, uint32_t h, int bands,
 static void
 sink_row(struct sink *k, unsigned char *row)
 {
-	alpha_row(row, k->w, k->bands, k->alpha, k->s);
+	if (k->alpha == FLATTEN)
+		flatten_row(row, k->w, k->bands, k->s->background);
+	else if (k->alpha == PREMULTIPLY)
+		premultiply_row(row, k->w, k->bands);
 	for (unsigned q = 0; q < k->n; q++)
 		if (k->rs[q] != NULL)
 			rs_row(k->rs[q], row);
@@ -753,7 +748,7 @@ decode_jpeg(const unsigned char *src, size_t len, const struct img_settings *s, 
 		p->icclen = icclen;
 		free(icc);
 	}
-	need(s, p->fw, p->fh, p->orient, HEADROOM_DCT, &nw, &nh);
+	need(s, p->fw, p->fh, p->orient, &nw, &nh);
 	/* shrink on load: the smallest of 1/8, 2/8, 4/8 that still covers what the boxes need.
 	 * libjpeg-turbo has SIMD inverse DCTs for these only; 3/8, 5/8... are plain C, slower
 	 * than decoding the larger size (corpus, 2 cores: one size 0.83 -> 0.77 s, three sizes
@@ -979,8 +974,8 @@ copy_blob(VipsImage *im, const char *name, unsigned char **dst, size_t *len)
 	}
 }
 
-/* WebP, TIFF, GIF (first frame), HEIF: libvips decodes in full, rows go through the same
- * alpha handling and box pre-shrink as PNG's.  Loaders libvips marks untrusted are blocked in
+/* WebP, TIFF, GIF (first frame), HEIF: libvips decodes the whole image (held whole, unlike
+ * JPEG's and PNG's rows), which then goes row by row through the same sink as theirs.  Loaders libvips marks untrusted are blocked in
  * img_init, and only these formats' signatures get here. */
 static int
 decode_vips(const unsigned char *src, size_t len, const struct img_settings *s, struct pix *p,
@@ -1644,7 +1639,7 @@ one_box(const struct pix *p, const struct img_settings *s, unsigned i, struct bu
 	unsigned long enclen = 0;
 	int rc;
 
-	if (p->alpha)
+	if (keeps_alpha(p, s))
 		unpremultiply(b->px, (size_t)b->w * b->h, b->bands);
 	rc = p->cmyk || (p->icc != NULL && !p->icc_srgb) ? to_srgb(b, p, err, errsz) : 0;
 	if (rc == 0 && p->orient != 1)
@@ -1673,6 +1668,10 @@ img_thumbnail(const unsigned char *src, size_t len, const struct img_settings *s
 	struct sink k;
 	int rc;
 
+	if (s->nboxes == 0 || s->nboxes > IMG_MAX_BOXES) {
+		errf(err, errsz, "%u sizes asked: want 1 to %d", s->nboxes, IMG_MAX_BOXES);
+		return -1;
+	}
 	memset(&p, 0, sizeof(p));
 	memset(&k, 0, sizeof(k));
 	switch (scan_sniff(src, len, V.allow)) {

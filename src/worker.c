@@ -195,6 +195,8 @@ limit_memory(uint64_t bytes)
 #endif
 }
 
+_Static_assert(SHM_MAX_SIZES <= IMG_MAX_BOXES, "every size the segment carries is made");
+
 int
 worker_main(int argc, char **argv)
 {

@@ -19,7 +19,7 @@ enum img_crop {
 
 enum img_format { IMG_JPEG = 0, IMG_PNG, IMG_WEBP };
 
-#define IMG_MAX_BOXES 16        /* boxes beyond are not made (opts allows no more) */
+#define IMG_MAX_BOXES 16        /* img_settings.nboxes is at most this */
 
 struct img_box {
 	uint32_t width, height;
