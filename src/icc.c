@@ -130,10 +130,12 @@ icc_is_srgb(const unsigned char *p, size_t n)
 	if (p == NULL || n < 132 || be32(p + 16) != SIG('R', 'G', 'B', ' ') ||
 	    be32(p + 20) != SIG('X', 'Y', 'Z', ' '))
 		return 0;
-	if (tag(p, n, SIG('A', '2', 'B', '0'), &len) != NULL ||
-	    tag(p, n, SIG('A', '2', 'B', '1'), &len) != NULL ||
-	    tag(p, n, SIG('A', '2', 'B', '2'), &len) != NULL)
-		return 0;
+	/* a lookup table, which a colour engine prefers to the matrix and curves (lcms reads
+	 * D2Bx, then A2Bx): what it does is not checked here, so it is no sRGB */
+	for (int i = 0; i < 3; i++)
+		if (tag(p, n, SIG('A', '2', 'B', '0' + i), &len) != NULL ||
+		    tag(p, n, SIG('D', '2', 'B', '0' + i), &len) != NULL)
+			return 0;
 	for (int c = 0; c < 3; c++) {
 		const unsigned char *t = tag(p, n, xyz[c], &len);
 

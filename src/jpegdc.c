@@ -155,6 +155,9 @@ parse_sof(struct parse *ps, const unsigned char *p, size_t n)
 		d->maxh = c->h > d->maxh ? c->h : d->maxh;
 		d->maxv = c->v > d->maxv ? c->v : d->maxv;
 	}
+	for (int i = 0; i < d->ncomp; i++)     /* libjpeg has no fractional sampling either */
+		if (d->maxh % d->c[i].h != 0 || d->maxv % d->c[i].v != 0)
+			return fail(ps, "fractional sampling not implemented");
 	d->w = (d->width + 7) / 8;
 	d->h = (d->height + 7) / 8;
 	d->mcux = (d->width + 8u * (unsigned)d->maxh - 1) / (8u * (unsigned)d->maxh);
@@ -274,19 +277,22 @@ dc_scan(struct parse *ps, const int *sc, const int *tbl, int ns, int ah, int al,
 	for (int i = 0; i < ns; i++) {
 		/* the progression, as libjpeg checks it: one first scan, then refinements of one
 		 * bit each, in order */
-		if (ah == 0 && d->c[sc[i]].seen)
-			return fail(ps, "corrupt JPEG data: a second first DC scan");
-		if (ah != 0 && d->c[sc[i]].seen && ah != d->c[sc[i]].al)
-			return fail(ps, "corrupt JPEG data: bad progression");
-		if (ah == 0 && !ps->dct[tbl[i]].set)
-			return fail(ps, "corrupt JPEG data: missing Huffman table");
-		if (ah == 0 && !d->c[sc[i]].seen) {
-			if (!ps->qset[d->c[sc[i]].tq])
+		struct jdc_comp *c = &d->c[sc[i]];
+
+		if (ah == 0) {
+			if (c->seen)
+				return fail(ps, "corrupt JPEG data: a second first DC scan");
+			if (!ps->dct[tbl[i]].set)
+				return fail(ps, "corrupt JPEG data: missing Huffman table");
+			if (!ps->qset[c->tq])
 				return fail(ps, "corrupt JPEG data: missing quantisation table");
-			d->c[sc[i]].quant = ps->quant[d->c[sc[i]].tq];
+			c->quant = ps->quant[c->tq];
+		} else {
+			if (!c->seen)
+				return fail(ps, "corrupt JPEG data: refinement before the first scan");
+			if (ah != c->al)
+				return fail(ps, "corrupt JPEG data: bad progression");
 		}
-		if (ah != 0 && !d->c[sc[i]].seen)
-			return fail(ps, "corrupt JPEG data: refinement before the first scan");
 	}
 	for (uint32_t my = 0; my < ny; my++)
 		for (uint32_t mx = 0; mx < nx; mx++) {
@@ -495,23 +501,22 @@ bad:
 }
 
 static unsigned char
+clamp(int32_t v)
+{
+	return (unsigned char)(v < 0 ? 0 : v > 255 ? 255 : v);
+}
+
+static unsigned char
 level(const struct jdc_comp *c, uint32_t bx, uint32_t by)
 {
 	int32_t v = (int32_t)c->dc[(size_t)by * c->stride + bx] * c->quant;
 
-	v = ((v + 4) >> 3) + 128;       /* libjpeg's jpeg_idct_1x1 */
-	return (unsigned char)(v < 0 ? 0 : v > 255 ? 255 : v);
+	return clamp(((v + 4) >> 3) + 128);     /* libjpeg's jpeg_idct_1x1 */
 }
 
 #define SCALEBITS 16
 #define ONE_HALF ((int32_t)1 << (SCALEBITS - 1))
 #define FIX(x) ((int32_t)((x) * (1L << SCALEBITS) + 0.5))
-
-static unsigned char
-clamp(int32_t v)
-{
-	return (unsigned char)(v < 0 ? 0 : v > 255 ? 255 : v);
-}
 
 void
 jdc_row(const struct jdc *d, uint32_t y, unsigned char *row)

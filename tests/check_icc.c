@@ -4,7 +4,7 @@
  * profile in libjpeg-turbo's monkey12.jpg) and profiles built here: a v4-style one with
  * parametric curves, then the same with a gamma 2.2 curve, swapped colorants or a lookup
  * table, none of which may pass.  Truncated and damaged profiles are refused, never read
- * out of bounds (ASan and valgrind watch).
+ * out of bounds (watched by make SANITIZER=address check).
  */
 #define _GNU_SOURCE
 #include <stdint.h>
@@ -37,10 +37,10 @@ put_s15(unsigned char *p, double v)
 
 /*
  * A matrix/TRC profile: colorants col, one curve shared by the three channels (a para of
- * the given type and parameters), and an A2B0 tag when lut is set.
+ * the given type and parameters), and a lookup table tag when lut names one (A2B0, D2B1...).
  */
 static unsigned char *
-built(const double col[3][3], int type, const double *params, int nparams, int lut,
+built(const double col[3][3], int type, const double *params, int nparams, const char *lut,
     size_t *n)
 {
 	static const char *xyz[3] = { "rXYZ", "gXYZ", "bXYZ" }, *trc[3] = { "rTRC", "gTRC",
@@ -74,7 +74,7 @@ built(const double col[3][3], int type, const double *params, int nparams, int l
 	if (lut) {
 		unsigned char *e = p + 132 + 12 * 6;
 
-		memcpy(e, "A2B0", 4);
+		memcpy(e, lut, 4);
 		tu_put_be32(e + 4, (uint32_t)*n);
 		tu_put_be32(e + 8, 32);
 		memcpy(p + *n, "mft2", 4);
@@ -117,16 +117,19 @@ START_TEST(built_profiles)
 	size_t n;
 	unsigned char *p;
 
-	p = built(SRGB, 3, SRGB_TRC, 5, 0, &n);
+	p = built(SRGB, 3, SRGB_TRC, 5, NULL, &n);
 	ck_assert_int_eq(icc_is_srgb(p, n), 1);
 	free(p);
-	p = built(SRGB, 0, &gamma22, 1, 0, &n);
+	p = built(SRGB, 0, &gamma22, 1, NULL, &n);
 	ck_assert_int_eq(icc_is_srgb(p, n), 0);
 	free(p);
-	p = built(swapped, 3, SRGB_TRC, 5, 0, &n);
+	p = built(swapped, 3, SRGB_TRC, 5, NULL, &n);
 	ck_assert_int_eq(icc_is_srgb(p, n), 0);
 	free(p);
-	p = built(SRGB, 3, SRGB_TRC, 5, 1, &n);
+	p = built(SRGB, 3, SRGB_TRC, 5, "A2B0", &n);
+	ck_assert_int_eq(icc_is_srgb(p, n), 0);
+	free(p);
+	p = built(SRGB, 3, SRGB_TRC, 5, "D2B0", &n);     /* lcms prefers it to all the rest */
 	ck_assert_int_eq(icc_is_srgb(p, n), 0);
 	free(p);
 }

@@ -4,8 +4,8 @@
  * identical (libjpeg's 1x1 inverse DCT is the DC alone), 4:2:0 close (libjpeg fills chroma
  * from a 2x2 inverse DCT with AC coefficients); restart markers; a file cut after the DC
  * scans decodes, one cut inside them does not; a baseline file and bad progressions are
- * refused; and a few hundred corrupted files end in 0 or -1, never a crash (ASan and
- * valgrind watch).
+ * refused; and a few hundred corrupted files end in 0 or -1, never a crash (watched by
+ * make SANITIZER=address check).
  */
 #define _GNU_SOURCE
 #include <stdint.h>
@@ -130,6 +130,35 @@ START_TEST(baseline_refused)
 }
 END_TEST
 
+static int
+find_sof2(unsigned m, const unsigned char *seg, size_t len, void *arg)
+{
+	if (m == 0xc2 && len >= 15) {
+		*(const unsigned char **)arg = seg;
+		return 1;
+	}
+	return 0;
+}
+
+/* Sampling factors that are not whole ratios of the largest (Y 3x3, Cb 2x2) are refused, as
+ * libjpeg refuses them: the same file must not make a thumbnail at 1/8 and fail at 1/4. */
+START_TEST(fractional_sampling_refused)
+{
+	unsigned long n;
+	unsigned char *src = tu_progressive_jpeg(Rgb, W, H, 0, 2, 2, 0, &n);
+	const unsigned char *sof = NULL;
+	struct jdc d;
+	char err[256];
+
+	ck_assert_int_eq(tu_jpeg_each_marker(src, n, find_sof2, &sof), 1);
+	src[sof - src + 7] = 0x33;
+	src[sof - src + 10] = 0x22;
+	ck_assert_ptr_null(jdc_all(src, n, 0, &d, err));
+	ck_assert_str_eq(err, "fractional sampling not implemented");
+	free(src);
+}
+END_TEST
+
 /* A progression libjpeg would refuse is refused: a second first DC scan, a refinement that
  * skips a bit. */
 START_TEST(bad_progressions_refused)
@@ -193,7 +222,7 @@ START_TEST(corrupted_files_fail_cleanly)
 			refused++;
 		}
 	}
-	ck_assert_uint_eq(ok + refused, 400);
+	ck_assert_uint_gt(ok, 0);       /* damage past the DC scans does not matter */
 	ck_assert_uint_gt(refused, 0);
 	free(m);
 	free(src);
@@ -212,6 +241,7 @@ jpegdc_suite(void)
 	tcase_add_test(t, cut_after_dc_scans_decodes_cut_inside_fails);
 	tcase_add_test(t, baseline_refused);
 	tcase_add_test(t, bad_progressions_refused);
+	tcase_add_test(t, fractional_sampling_refused);
 	tcase_add_test(t, corrupted_files_fail_cleanly);
 	suite_add_tcase(s, t);
 	return s;
