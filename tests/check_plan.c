@@ -42,7 +42,6 @@ mkscan(struct scan_result *s, const struct src *v, size_t n)
 
 #define MKSCAN(s, arr) mkscan((s), (arr), sizeof(arr) / sizeof((arr)[0]))
 
-/* What the fail callback was told. */
 /* The job whose source is rel, or NULL. */
 static const struct plan_job *
 job_of(const struct plan *p, const char *rel)

@@ -19,6 +19,7 @@
 
 #include <jpeglib.h>
 #include <png.h>
+#include <limits.h>
 #include <math.h>
 #include <setjmp.h>
 
@@ -38,14 +39,10 @@ tu_mkdtemp_in(char *buf, size_t n, const char *parent, const char *pattern)
 char *
 tu_tmpdir(void)
 {
-	const char *t = getenv("TMPDIR");
-	char *p;
+	char buf[PATH_MAX];
 
-	if (asprintf(&p, "%s/thumbr-test.XXXXXX", t && *t ? t : "/tmp") < 0)
-		ck_abort_msg("asprintf");
-	if (mkdtemp(p) == NULL)
-		ck_abort_msg("mkdtemp: %s", strerror(errno));
-	return p;
+	tu_mkdtemp_in(buf, sizeof(buf), NULL, "thumbr-test.XXXXXX");
+	return strdup(buf);
 }
 
 /* Remove name below dfd, whatever it is; directories are made readable first, so a test
