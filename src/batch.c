@@ -192,6 +192,19 @@ supervise(struct run *r, const sigset_t *set)
 	}
 }
 
+/* The run's counts into c, and the progress line ended (I/O threads may still run). */
+static void
+end_counts(struct run *r, struct report_counts *c)
+{
+	if (r->progress)
+		report_progress_end();
+	pthread_mutex_lock(&r->io.mu);
+	c->thumbnails = r->io.thumbnails;
+	c->done = r->io.done;
+	c->failed += r->io.failed;
+	pthread_mutex_unlock(&r->io.mu);
+}
+
 static int
 prepare_output(const struct opts *o, struct stat *st)
 {
@@ -378,13 +391,7 @@ build(struct run *r, const struct opts *o, const struct plan *plan, const struct
 			if (r->io.w[k].alive)
 				while (waitpid(r->io.w[k].pid, NULL, 0) < 0 && errno == EINTR)
 					;
-		pthread_mutex_lock(&r->io.mu);
-		c->thumbnails = r->io.thumbnails;
-		c->done = r->io.done;
-		c->failed += r->io.failed;
-		pthread_mutex_unlock(&r->io.mu);
-		if (r->progress)
-			report_progress_end();
+		end_counts(r, c);
 		return sig;
 	}
 	if (r->fatal) {
@@ -401,11 +408,7 @@ build(struct run *r, const struct opts *o, const struct plan *plan, const struct
 			ring_detach(shm_req_ring(&r->shm, k));
 		end_workers(r, 2000);
 	}
-	if (r->progress)
-		report_progress_end();
-	c->thumbnails = r->io.thumbnails;
-	c->done = r->io.done;
-	c->failed += r->io.failed;
+	end_counts(r, c);
 	if (atomic_load(&r->io.no_records))
 		warnx("%s keeps no extended attributes: thumbnails are rebuilt on every run",
 		    o->output);

@@ -472,7 +472,7 @@ io_start(struct io *io, char *err, size_t errsz)
 int
 io_worker_died(struct io *io, unsigned k, const char *how, int64_t final_job)
 {
-	int worked;
+	int worked, final;
 	struct io_worker *w = &io->w[k];
 	struct shm_status *st = shm_status(io->shm, k);
 	struct ring *req = shm_req_ring(io->shm, k), *resp = shm_resp_ring(io->shm, k);
@@ -490,15 +490,16 @@ io_worker_died(struct io *io, unsigned k, const char *how, int64_t final_job)
 	drain(io, w, resp);             /* what it finished before dying still counts */
 	out_abort(&w->cur);
 
+	/* the time limit blames only the job it was enforced on */
+	final = final_job >= 0 && (uint64_t)final_job == busy_job;
 	pthread_mutex_lock(&io->mu);
 	worked = 0;
 	for (unsigned i = 0; i < w->ninflight; i++) {
 		size_t j = w->inflight[i];
-		/* the time limit blames only the job it was enforced on */
-		int final = final_job >= 0 && (uint64_t)final_job == busy_job;
+		int held = busy && busy_job == j;       /* the job it died on */
 
-		worked |= busy && busy_job == j;
-		if (busy && busy_job == j && (final || ++io->tries[j] >= IO_TRIES)) {
+		worked |= held;
+		if (held && (final || ++io->tries[j] >= IO_TRIES)) {
 			char why[ERRSZ];
 
 			if (final)

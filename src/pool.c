@@ -62,7 +62,7 @@ pool_spawn(unsigned k, int shmfd, pid_t *pid, char *err, size_t errsz)
 	posix_spawnattr_setsigdefault(&at, &dfl);
 	posix_spawnattr_setflags(&at, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
 	snprintf(exe, sizeof(exe), "/proc/self/fd/%d", exe_fd);
-	rc = posix_spawn(pid, exe_fd >= 0 ? exe : "/proc/self/exe", &fa, &at, argv, environ);
+	rc = posix_spawn(pid, exe, &fa, &at, argv, environ);   /* pool_init has opened it */
 	posix_spawn_file_actions_destroy(&fa);
 	posix_spawnattr_destroy(&at);
 	if (rc != 0) {

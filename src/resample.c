@@ -91,16 +91,15 @@ axis_init(struct axis *a, uint32_t in, uint32_t out)
 		axis_free(a);
 		return -1;
 	}
-	for (uint32_t o = 0; o < out; o++) {
+	for (uint32_t o = 0; o < out && in == out; o++) {
+		a->first[o] = o;
+		a->n[o] = 1;
+		a->w[o] = 1.0f;
+	}
+	for (uint32_t o = 0; o < out && in != out; o++) {
 		double c = (o + 0.5) * scale, sum = 0.0;
 		long lo = (long)(c - support + 0.5), hi = (long)(c + support + 0.5);
 
-		if (in == out) {
-			a->first[o] = o;
-			a->n[o] = 1;
-			a->w[o] = 1.0f;
-			continue;
-		}
 		if (lo < 0)
 			lo = 0;
 		if (hi > (long)in)
@@ -296,12 +295,12 @@ rs_row(struct rs *r, const unsigned char *row)
 		return;
 	r->next++;
 	to_float(r->in, row, r->rowlen);      /* the padding stays 0 */
+	/* every open window from `done` on that has begun holds i: windows end in order, and
+	 * those that ended before i were finished at their last row */
 	for (uint32_t o = r->done; o < r->oh && r->y.first[o] <= i; o++) {
 		uint32_t j = i - r->y.first[o];
 		float *a = r->acc + (size_t)(o % r->nacc) * r->padlen;
 
-		if (j >= r->y.n[o])
-			continue;
 		if (j == 0)
 			vmul(a, r->in, r->y.w[(size_t)o * r->y.k], r->padlen);
 		else
