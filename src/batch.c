@@ -39,7 +39,10 @@ struct run {
 	struct shm shm;
 	struct io io;
 	unsigned *idle_deaths;
-	int64_t *timed_out;             /* per worker: the job it was killed for (--timeout), or -1 */
+	struct kill {                   /* per worker: why we killed it, for the job it held */
+		enum { KILL_NONE, KILL_TIMEOUT, KILL_FAULTY } why;
+		int64_t job;
+	} *killed;
 	unsigned respawns;              /* replacements of workers that died idle, in all */
 	int fatal;
 	int progress;           /* draw the progress line (stderr is a terminal) */
@@ -99,15 +102,18 @@ reap(struct run *r, int stopping)
 				break;
 		if (k == r->io.nw)
 			continue;
-		if (r->timed_out[k] >= 0)
+		if (r->killed[k].why == KILL_TIMEOUT)
 			snprintf(how, sizeof(how), "took longer than --timeout %.3g s",
 			    r->o->timeout_ms / 1000.0);
+		else if (r->killed[k].why == KILL_FAULTY)
+			snprintf(how, sizeof(how), "made its worker send malformed records");
 		else
 			pool_describe(status, how, sizeof(how));
 		/* only a death at work counts as the job's; one before any (a worker that cannot
 		 * even start, say under too low a --max-memory) counts against the slot */
-		had_job = io_worker_died(&r->io, k, how, r->timed_out[k]);
-		r->timed_out[k] = -1;
+		had_job = io_worker_died(&r->io, k, how,
+		    r->killed[k].why != KILL_NONE ? r->killed[k].job : -1);
+		r->killed[k].why = KILL_NONE;
 		if (stopping)
 			continue;
 		r->idle_deaths[k] = had_job ? 0 : r->idle_deaths[k] + 1;
@@ -157,17 +163,20 @@ enforce_timeout(struct run *r)
 
 	for (unsigned k = 0; k < r->io.nw; k++) {
 		struct shm_status *st = shm_status(&r->shm, k);
+		int why = KILL_NONE;
 
-		if (r->io.w[k].alive && io_faulty(&r->io, k)) {
-			kill(r->io.w[k].pid, SIGKILL);
+		if (!r->io.w[k].alive || r->killed[k].why != KILL_NONE)
 			continue;
-		}
-		if (!r->io.w[k].alive || r->timed_out[k] >= 0 ||
-		    atomic_load_explicit(&st->state, memory_order_acquire) != SHM_W_BUSY)
-			continue;
-		if (now - atomic_load_explicit(&st->since_ms, memory_order_relaxed) >
-		    (int64_t)r->o->timeout_ms) {
-			r->timed_out[k] = (int64_t)atomic_load_explicit(&st->job, memory_order_relaxed);
+		if (io_faulty(&r->io, k))
+			why = KILL_FAULTY;
+		else if (atomic_load_explicit(&st->state, memory_order_acquire) == SHM_W_BUSY &&
+		    now - atomic_load_explicit(&st->since_ms, memory_order_relaxed) >
+		    (int64_t)r->o->timeout_ms)
+			why = KILL_TIMEOUT;
+		if (why != KILL_NONE) {
+			r->killed[k].why = why;
+			r->killed[k].job = (int64_t)atomic_load_explicit(&st->job,
+			    memory_order_relaxed);
 			kill(r->io.w[k].pid, SIGKILL);
 		}
 	}
@@ -343,9 +352,7 @@ build(struct run *r, const struct opts *o, const struct plan *plan, const struct
 		r->shm.hdr->sizes[i].crop = (uint32_t)o->sizes[i].crop;
 	}
 	r->idle_deaths = xcalloc(nw, sizeof(*r->idle_deaths));
-	r->timed_out = xcalloc(nw, sizeof(*r->timed_out));
-	for (unsigned k = 0; k < nw; k++)
-		r->timed_out[k] = -1;
+	r->killed = xcalloc(nw, sizeof(*r->killed));    /* KILL_NONE */
 
 	/* signals are taken synchronously by this thread; block them before any thread
 	 * exists so that every thread inherits the mask.  A file size limit (ulimit -f)
@@ -415,7 +422,7 @@ build(struct run *r, const struct opts *o, const struct plan *plan, const struct
 	io_free(&r->io);
 	shm_close(&r->shm);
 	free(r->idle_deaths);
-	free(r->timed_out);
+	free(r->killed);
 	return sig;
 }
 

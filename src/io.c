@@ -207,7 +207,7 @@ drain(struct io *io, struct io_worker *w, struct ring *r)
 		}
 		ring_release(r, &m);
 	}
-	if (rr == RING_DETACHED && ring_pending(r)) {
+	if (rr == RING_CORRUPT) {
 		/* a broken response ring: nothing more is read from it; the worker goes */
 		set_werr(w, "malformed records from worker");
 		pthread_mutex_lock(&io->mu);

@@ -259,9 +259,9 @@ valid(const struct ring *r, uint32_t head, uint32_t tail, uint32_t len, uint32_t
 }
 
 /* Consumer: the record at tail into m, padding consumed, its header read once and checked;
- * 0 when empty, and when the ring holds something no correct producer writes (then it is
- * detached for good). */
-static int
+ * RING_OK, RING_EMPTY, or RING_CORRUPT when the ring holds something no correct producer
+ * writes (then it is detached for good). */
+static enum ring_result
 front(struct ring *r, struct ring_msg *m)
 {
 	for (;;) {
@@ -271,20 +271,20 @@ front(struct ring *r, struct ring_msg *m)
 		uint32_t len, type;
 
 		if (head == tail)
-			return 0;
+			return RING_EMPTY;
 		rec = (struct ring_rec *)(r->data + (tail & (r->size - 1)));
 		len = *(volatile uint32_t *)&rec->len;
 		type = *(volatile uint32_t *)&rec->type;
 		if (!valid(r, head, tail, len, type)) {
 			ring_detach(r);
-			return 0;
+			return RING_CORRUPT;
 		}
 		if (type != RING_TYPE_PAD) {
 			m->type = type;
 			m->len = len - HDR;
 			m->job = *(volatile uint64_t *)&rec->job;
 			m->payload = rec->payload;
-			return 1;
+			return RING_OK;
 		}
 		atomic_store_explicit(&r->tail, tail + len, memory_order_seq_cst);  /* R2 */
 		ring_wake(&r->spaces, &r->prod_waiting);
@@ -294,9 +294,7 @@ front(struct ring *r, struct ring_msg *m)
 enum ring_result
 ring_try_peek(struct ring *r, struct ring_msg *m)
 {
-	if (front(r, m))
-		return RING_OK;
-	return ring_pending(r) && ring_is_detached(r) ? RING_DETACHED : RING_EMPTY;
+	return front(r, m);
 }
 
 int
@@ -315,10 +313,10 @@ ring_peek(struct ring *r, struct ring_msg *m, const struct ring_wait *w)
 
 	deadline_from(&dl, w);
 	for (;;) {
-		enum ring_result rr;
+		enum ring_result rr = front(r, m);
 
-		if (front(r, m))
-			return RING_OK;
+		if (rr != RING_EMPTY)
+			return rr;
 		if (atomic_load_explicit(&r->detached, memory_order_acquire))
 			return RING_DETACHED;
 		atomic_store_explicit(&r->cons_waiting, 1, memory_order_seq_cst);
@@ -332,8 +330,10 @@ ring_peek(struct ring *r, struct ring_msg *m, const struct ring_wait *w)
 			return RING_TIMEOUT;
 		}
 		rr = ring_sleep(r, &r->items, &r->cons_waiting, w, &dl);
-		if (rr == RING_DETACHED && front(r, m))
-			return RING_OK;         /* drain what a detached producer left */
+		if (rr == RING_DETACHED) {
+			rr = front(r, m);       /* drain what a detached producer left */
+			return rr == RING_EMPTY ? RING_DETACHED : rr;
+		}
 		if (rr != RING_OK)
 			return rr;
 	}

@@ -39,7 +39,9 @@ enum ring_result {
 	RING_DETACHED,          /* the peer is gone (flag set, or the alive check said so) */
 	RING_TIMEOUT,           /* the caller's overall deadline passed */
 	RING_TOOBIG,            /* the record can never fit this ring */
-	RING_EMPTY              /* ring_try_peek: nothing there yet */
+	RING_EMPTY,             /* ring_try_peek: nothing there yet */
+	RING_CORRUPT            /* a peek found what no correct producer writes (the ring is
+	                         * detached too) */
 };
 
 struct ring_rec {
@@ -112,9 +114,10 @@ enum ring_result ring_push(struct ring *r, uint32_t type, uint64_t job, const vo
 /* Consumer: wait for the next record; it stays valid until ring_release.  A detached ring is
  * drained first: RING_DETACHED only once it is empty. */
 enum ring_result ring_peek(struct ring *r, struct ring_msg *m, const struct ring_wait *w);
-/* Consumer: the next record without waiting: RING_OK, RING_EMPTY, or RING_DETACHED when the
+/* Consumer: the next record without waiting: RING_OK, RING_EMPTY, or RING_CORRUPT when the
  * ring holds what no correct producer writes (a length that leaves the buffer, say): the
- * producer is another process and is not trusted, so such a ring is detached for good. */
+ * producer is another process and is not trusted, so such a ring is detached for good.
+ * ring_peek returns RING_CORRUPT the same way. */
 enum ring_result ring_try_peek(struct ring *r, struct ring_msg *m);
 /* Anybody: 1 when the producer has published bytes the consumer has not released (they may
  * be padding only), else 0.  Reads only; a hint for choosing which ring to serve. */
