@@ -7,8 +7,8 @@
  *             GIF and HEIF with libvips; alpha is flattened onto the background for JPEG
  *             output, premultiplied otherwise;
  *   resize    each row, as it is decoded, goes into a streaming Lanczos3 (resample.c) per box,
- *             so a JPEG or a non-interlaced PNG is never held whole (an interlaced PNG and
- *             libvips' formats are); smaller boxes are made from a larger box's result (see
+ *             so no decoded image is held whole but an interlaced PNG (and whatever a
+ *             libvips loader keeps); smaller boxes are made from a larger box's result (see
  *             struct sink);
  *   colour    an embedded ICC profile (or, for CMYK without one, libvips' built-in CMYK
  *             profile) to sRGB, on the small image, unless it is sRGB already (icc.c);
@@ -162,7 +162,9 @@ static struct {
 	VIPS_FUNCS(VIPS_FIELD)
 } V;
 
-/* row y of a region prepared over a whole image */
+#define VIPS_STRIP 64u   /* rows asked of libvips at a time */
+
+/* row y of a prepared region */
 #define ROW(reg, y) ((reg)->data + (size_t)((int)(y) - (reg)->valid.top) * (size_t)(reg)->bpl)
 
 /* libvips is started on first use (vips_open): JPEG and PNG with an sRGB profile or none,
@@ -974,8 +976,8 @@ copy_blob(VipsImage *im, const char *name, unsigned char **dst, size_t *len)
 	}
 }
 
-/* WebP, TIFF, GIF (first frame), HEIF: libvips decodes the whole image (held whole, unlike
- * JPEG's and PNG's rows), which then goes row by row through the same sink as theirs.  Loaders libvips marks untrusted are blocked in
+/* WebP, TIFF, GIF (first frame), HEIF: libvips decodes strip by strip, and the rows go
+ * through the same sink as JPEG's and PNG's.  Loaders libvips marks untrusted are blocked in
  * img_init, and only these formats' signatures get here. */
 static int
 decode_vips(const unsigned char *src, size_t len, const struct img_settings *s, struct pix *p,
@@ -983,7 +985,6 @@ decode_vips(const unsigned char *src, size_t len, const struct img_settings *s, 
 {
 	VipsImage *im, *t;
 	VipsRegion *reg = NULL;
-	VipsRect all;
 	int bands, rc = -1;
 
 	if (vips_open(err, errsz) != 0)
@@ -1036,22 +1037,29 @@ decode_vips(const unsigned char *src, size_t len, const struct img_settings *s, 
 		bands = 4;
 	}
 	p->alpha = !p->cmyk && (bands == 2 || bands == 4);
-	all.left = all.top = 0;
-	all.width = (int)p->fw;
-	all.height = (int)p->fh;
-	reg = V.vips_region_new(im);
-	if (reg == NULL || V.vips_region_prepare(reg, &all) != 0)
+	if ((reg = V.vips_region_new(im)) == NULL)
 		goto fail;
 	if (sink_start(k, p, p->fw, p->fh, bands, s) != 0) {
 		errf(err, errsz, "out of memory for a %ux%u image", p->fw, p->fh);
 		goto out;
 	}
 	{
+		/* a strip at a time, top to bottom (what sequential access allows), so only
+		 * the loader's own buffers and one strip are held, not the image */
 		unsigned char *row = xmalloc((size_t)p->fw * (size_t)bands);
 
-		for (uint32_t y = 0; y < p->fh; y++) {
-			memcpy(row, ROW(reg, y), (size_t)p->fw * (size_t)bands);
-			sink_row(k, row);
+		for (uint32_t top = 0; top < p->fh; top += VIPS_STRIP) {
+			VipsRect strip = { 0, (int)top, (int)p->fw,
+			    (int)(p->fh - top < VIPS_STRIP ? p->fh - top : VIPS_STRIP) };
+
+			if (V.vips_region_prepare(reg, &strip) != 0) {
+				free(row);
+				goto fail;
+			}
+			for (uint32_t y = top; y < top + (uint32_t)strip.height; y++) {
+				memcpy(row, ROW(reg, y), (size_t)p->fw * (size_t)bands);
+				sink_row(k, row);
+			}
 		}
 		free(row);
 	}

@@ -18,6 +18,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <vips/vips.h>
+
 #include "suites.h"
 #include "testutil.h"
 
@@ -332,6 +334,32 @@ START_TEST(largest_slot_leaves_the_memory_ceiling_to_decoding)
 	ck_assert_msg(tu_run(argv, NULL, &err) == 0, "%s", err);
 	ck_assert_int_eq(count_files(out, NULL), 18);
 	free(in), free(out), free(err);
+}
+END_TEST
+
+START_TEST(libvips_images_stream_in_strips)
+{
+	/* 10000x10000 pixels (300 MB decoded, 0.3 MB of TIFF) under a 256M ceiling: the rows
+	 * come from libvips a strip at a time, never the whole image at once */
+	char *in = tu_join(tmp, "in"), *out = tu_join(tmp, "out"), *err = NULL;
+	char *src = tu_join(in, "big.tif");
+	char *argv[] = { (char *)tu_bin(), "-j1", "--max-memory", "256M", in, out, NULL };
+	VipsImage *im;
+
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+	fprintf(stderr, "SKIPPED libvips_images_stream_in_strips: no memory ceiling under a "
+	    "sanitizer (its shadow memory needs terabytes of address space)\n");
+	free(in), free(out), free(src);
+	return;
+#endif
+	ck_assert_int_eq(mkdir(in, 0755), 0);
+	ck_assert_int_eq(vips_black(&im, 10000, 10000, "bands", 3, NULL), 0);
+	ck_assert_int_eq(vips_tiffsave(im, src, "compression",
+	    VIPS_FOREIGN_TIFF_COMPRESSION_DEFLATE, NULL), 0);
+	g_object_unref(im);
+	ck_assert_msg(tu_run(argv, NULL, &err) == 0, "%s", err);
+	ck_assert_int_eq(count_files(out, NULL), 1);
+	free(in), free(out), free(err), free(src);
 }
 END_TEST
 
@@ -1363,6 +1391,7 @@ e2e_suite(void)
 	tcase_add_test(t, two_sizes_one_run);
 	tcase_add_test(t, big_sources_bypass_the_ring);
 	tcase_add_test(t, largest_slot_leaves_the_memory_ceiling_to_decoding);
+	tcase_add_test(t, libvips_images_stream_in_strips);
 	tcase_add_test(t, exif_orientation_applied);
 	tcase_add_test(t, no_rotate_keeps_stored_pixels);
 	tcase_add_test(t, colour_profiles_honoured);
