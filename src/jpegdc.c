@@ -172,8 +172,7 @@ parse_sof(struct parse *ps, const unsigned char *p, size_t n)
 		c->bw = (pw + 7) / 8;
 		c->bh = (ph + 7) / 8;
 		c->stride = d->mcux * (unsigned)c->h;
-		c->rows = d->mcuy * (unsigned)c->v;
-		c->dc = calloc((size_t)c->stride * c->rows, sizeof(*c->dc));
+		c->dc = calloc((size_t)c->stride * d->mcuy * (unsigned)c->v, sizeof(*c->dc));
 		if (c->dc == NULL)
 			return fail(ps, "out of memory");
 	}

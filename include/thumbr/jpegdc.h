@@ -20,11 +20,12 @@
 #include <stddef.h>
 #include <stdint.h>
 
+/* The decoder's own state: a caller reads only width, height, w, h and ncomp of struct jdc. */
 struct jdc_comp {
 	int id, h, v, tq;       /* from SOF2 */
 	int quant;              /* DC quantiser, latched at the component's first scan */
 	uint32_t bw, bh;        /* blocks holding image data */
-	uint32_t stride, rows;  /* blocks stored: whole MCUs */
+	uint32_t stride;        /* blocks stored per row: whole MCUs (and mcuy * v rows) */
 	int16_t *dc;
 	int seen;               /* its first DC scan is complete */
 	int al;                 /* the bit its DC is known down to (successive approximation) */
@@ -34,6 +35,7 @@ struct jdc {
 	uint32_t width, height; /* of the source */
 	uint32_t w, h;          /* of the result: width / 8 and height / 8, rounded up */
 	int ncomp;
+	/* the rest is the decoder's */
 	int ycc;                /* convert YCbCr to RGB */
 	int maxh, maxv;
 	uint32_t mcux, mcuy;
