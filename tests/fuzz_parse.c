@@ -3,7 +3,8 @@
  * size, byte, shard and colour parsers), the up-to-date record (state_parse), the EXIF
  * orientation (img_exif_orientation), ring records and their framing (a model queue
  * checks every record comes out as it went in, across wrap-arounds and padding), the
- * markers and DC scans of progressive JPEGs (jdc_decode, every row of a result made), and
+ * markers and scans of progressive JPEGs (jp_decode at 1/8, 2/8 and 4/8, every row of a
+ * result made), and
  * embedded ICC profiles (icc_is_srgb).
  * Build and run: make fuzz [FUZZ_SECONDS=60]; it needs clang and libclang-rt-14-dev.
  */
@@ -15,7 +16,7 @@
 
 #include "thumbr/icc.h"
 #include "thumbr/img.h"
-#include "thumbr/jpegdc.h"
+#include "thumbr/jpegprog.h"
 #include "thumbr/opts.h"
 #include "thumbr/ring.h"
 #include "thumbr/state.h"
@@ -123,23 +124,26 @@ fuzz_ring(const uint8_t *data, size_t size)
 }
 
 static void
-fuzz_jpegdc(const uint8_t *data, size_t size)
+fuzz_jpegprog(const uint8_t *data, size_t size)
 {
-	struct jdc d;
+	struct jp d;
 	char err[256];
 
-	if (jdc_decode(&d, data, size, 1, err, sizeof(err)) == 0) {
+	if (size < 1)
+		return;
+	if (jp_decode(&d, data + 1, size - 1, 1, 1 << data[0] % 3, 1u << 24, err,
+	    sizeof(err)) == 0) {
 		unsigned char *row;
 
 		if ((uint64_t)d.w * d.h > 1u << 22) {   /* bounded work per input */
-			jdc_free(&d);
+			jp_free(&d);
 			return;
 		}
 		row = malloc((size_t)d.w * (size_t)d.ncomp);
 		for (uint32_t y = 0; y < d.h; y++)
-			jdc_row(&d, y, row);
+			jp_row(&d, y, row);
 		free(row);
-		jdc_free(&d);
+		jp_free(&d);
 	}
 }
 
@@ -159,7 +163,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		fuzz_ring(data + 1, size - 1);
 		break;
 	case 3:
-		fuzz_jpegdc(data + 1, size - 1);
+		fuzz_jpegprog(data + 1, size - 1);
 		break;
 	default:
 		(void)icc_is_srgb(data + 1, size - 1);

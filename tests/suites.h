@@ -11,7 +11,7 @@ Suite *scan_suite(void);
 Suite *out_suite(void);
 Suite *img_suite(void);
 Suite *resample_suite(void);
-Suite *jpegdc_suite(void);
+Suite *jpegprog_suite(void);
 Suite *icc_suite(void);
 Suite *state_suite(void);
 Suite *e2e_suite(void);
