@@ -53,9 +53,9 @@ $(BUILD)/src/%.o: src/%.c
 	@mkdir -p $(@D)
 	$(CC) $(ALL_CFLAGS) -c -o $@ $<
 
-# the resampler's and jpegprog's inverse DCT's inner loops are plain C written to be
-# vectorised (see src/resample.c)
-$(BUILD)/src/resample.o $(BUILD)/src/jpegprog.o: ALL_CFLAGS += -ftree-vectorize -fno-math-errno
+# the inner loops of the resampler, jpegprog's inverse DCT and img's box shrink are plain C
+# written to be vectorised (see src/resample.c)
+$(BUILD)/src/resample.o $(BUILD)/src/jpegprog.o $(BUILD)/src/img.o: ALL_CFLAGS += -ftree-vectorize -fno-math-errno
 
 $(BUILD)/tests/%.o: tests/%.c
 	@mkdir -p $(@D)
