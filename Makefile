@@ -35,9 +35,9 @@ VIPS_SONAME := $(or $(shell readelf -d "$$($(PKG_CONFIG) --variable=libdir vips 
 CHECK_CFLAGS = $(shell $(PKG_CONFIG) --cflags check 2>/dev/null)
 CHECK_LIBS = $(shell $(PKG_CONFIG) --libs check 2>/dev/null)
 
-MODULES = util opts scan plan state lock prune shm ring pool io worker resample jpegprog icc img out report batch
+MODULES = util opts scan plan state lock prune shm ring pool io worker resample chroma jpegprog icc img out report batch
 OBJS = $(MODULES:%=$(BUILD)/src/%.o)
-TESTS = check_ring check_opts check_plan check_scan check_out check_resample check_jpegprog check_icc check_img check_state check_e2e
+TESTS = check_ring check_opts check_plan check_scan check_out check_resample check_chroma check_jpegprog check_icc check_img check_state check_e2e
 TEST_OBJS = $(TESTS:%=$(BUILD)/tests/%.o) $(BUILD)/tests/check_main.o $(BUILD)/tests/testutil.o
 
 .PHONY: all check demo bench install clean deps fuzz memcheck
@@ -53,9 +53,9 @@ $(BUILD)/src/%.o: src/%.c
 	@mkdir -p $(@D)
 	$(CC) $(ALL_CFLAGS) -c -o $@ $<
 
-# the inner loops of the resampler, jpegprog's inverse DCT and img's box shrink are plain C
-# written to be vectorised (see src/resample.c)
-$(BUILD)/src/resample.o $(BUILD)/src/jpegprog.o $(BUILD)/src/img.o: ALL_CFLAGS += -ftree-vectorize -fno-math-errno
+# the inner loops of the resampler, the chroma halving, jpegprog's inverse DCT and img's
+# box shrink are plain C written to be vectorised (see src/resample.c)
+$(BUILD)/src/resample.o $(BUILD)/src/chroma.o $(BUILD)/src/jpegprog.o $(BUILD)/src/img.o: ALL_CFLAGS += -ftree-vectorize -fno-math-errno
 
 $(BUILD)/tests/%.o: tests/%.c
 	@mkdir -p $(@D)
@@ -102,7 +102,7 @@ memcheck: thumbr
 CLANG ?= clang
 FUZZ_SECONDS ?= 60
 FUZZ_SRC = tests/fuzz_parse.c src/opts.c src/state.c src/ring.c src/util.c src/plan.c \
-	src/img.c src/scan.c src/resample.c src/jpegprog.c src/icc.c
+	src/img.c src/scan.c src/resample.c src/chroma.c src/jpegprog.c src/icc.c
 build/fuzz/fuzz_parse: $(FUZZ_SRC) $(wildcard include/thumbr/*.h)
 	@mkdir -p $(@D)
 	$(CLANG) -std=gnu11 -g -O1 -fsanitize=fuzzer,address,undefined -Iinclude \

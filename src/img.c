@@ -31,6 +31,7 @@
 #include <png.h>
 #include <vips/vips.h>
 
+#include "thumbr/chroma.h"
 #include "thumbr/icc.h"
 #include "thumbr/jpegprog.h"
 #include "thumbr/resample.h"
@@ -1382,115 +1383,6 @@ srgb_tag(const struct pix *p, size_t *n)
 }
 
 /*
- * 4:2:0 planes for libjpeg's raw-data input: Y at full size, Cb and Cr halved each way by the
- * filter that makes what a decoder brings back closest, in least squares, to the full-size
- * chroma.  Decoders (libjpeg's "fancy" upsampling, browsers) interpolate chroma with
- * triangle weights 3/4, 1/4; the best halving before that is the pseudo-inverse of that
- * interpolation, whose taps fall at odd distances from the pair's centre (+-0.5: 2/3,
- * +-2.5: -2/9, +-4.5: 2/27, +-6.5: -2/81, then a third of that again; cut after four and
- * scaled to sum to 1).  On the benchmark corpus (256 px, Q80) libjpeg's own 2x2 box gives
- * 37.91 dB in 260,031 bytes, this 38.08 dB in 264,043.
- * Planes are padded to whole MCUs (16 x 16 luma) by repeating the last column and row; the
- * RGB to YCbCr matrix is JFIF's, as libjpeg's.
- */
-struct planes {
-	unsigned char *y, *cb, *cr;
-	uint32_t yw, yh, cw, chh;       /* padded sizes */
-};
-
-#define CTAPS 8
-static const int ctap_off[CTAPS] = { -6, -4, -2, 0, 1, 3, 5, 7 };      /* from 2c */
-static const float ctap_w[CTAPS] = {     /* 2/81, 2/27, 2/9, 2/3 times 81/80 */
-	-0.025f, 0.075f, -0.225f, 0.675f, 0.675f, -0.225f, 0.075f, -0.025f,
-};
-
-static unsigned char
-round8(float v)
-{
-	return v <= 0 ? 0 : v >= 255 ? 255 : (unsigned char)(v + 0.5f);
-}
-
-/* Halve the w x h float plane src both ways into the cw x ch bytes of dst (a whole number
- * of rows and columns past the image repeats the last). */
-static void
-halve(const float *src, uint32_t w, uint32_t h, unsigned char *dst, uint32_t cw, uint32_t ch)
-{
-	uint32_t hw = (w + 1) / 2, hh = (h + 1) / 2;
-	float *t = xmalloc((size_t)hw * h * sizeof(float));
-
-	for (uint32_t y = 0; y < h; y++)
-		for (uint32_t c = 0; c < hw; c++) {
-			float sum = 0;
-
-			for (int k = 0; k < CTAPS; k++) {
-				long x = 2 * (long)c + ctap_off[k];
-
-				x = x < 0 ? 0 : x >= (long)w ? (long)w - 1 : x;
-				sum += ctap_w[k] * src[(size_t)y * w + (size_t)x];
-			}
-			t[(size_t)y * hw + c] = sum;
-		}
-	for (uint32_t cy = 0; cy < ch; cy++) {
-		uint32_t oy = cy < hh ? cy : hh - 1;
-
-		for (uint32_t cx = 0; cx < cw; cx++) {
-			uint32_t ox = cx < hw ? cx : hw - 1;
-			float sum = 0;
-
-			for (int k = 0; k < CTAPS; k++) {
-				long y = 2 * (long)oy + ctap_off[k];
-
-				y = y < 0 ? 0 : y >= (long)h ? (long)h - 1 : y;
-				sum += ctap_w[k] * t[(size_t)y * hw + ox];
-			}
-			dst[(size_t)cy * cw + cx] = round8(sum);
-		}
-	}
-	free(t);
-}
-
-static void
-planes_420(const struct buf *b, struct planes *pl)
-{
-	uint32_t w = b->w, h = b->h;
-	float *fcb = xmalloc((size_t)w * h * sizeof(float)), *fcr = xmalloc((size_t)w * h * sizeof(float));
-
-	pl->yw = (w + 15) / 16 * 16;
-	pl->yh = (h + 15) / 16 * 16;
-	pl->cw = pl->yw / 2;
-	pl->chh = pl->yh / 2;
-	pl->y = xmalloc((size_t)pl->yw * pl->yh);
-	pl->cb = xmalloc((size_t)pl->cw * pl->chh);
-	pl->cr = xmalloc((size_t)pl->cw * pl->chh);
-	for (uint32_t yy = 0; yy < pl->yh; yy++) {
-		uint32_t sy = yy < h ? yy : h - 1;
-
-		for (uint32_t x = 0; x < pl->yw; x++) {
-			const unsigned char *px = b->px + ((size_t)sy * w + (x < w ? x : w - 1)) * 3;
-			float r = px[0], g = px[1], bl = px[2];
-
-			pl->y[(size_t)yy * pl->yw + x] = round8(0.299f * r + 0.587f * g + 0.114f * bl);
-			if (yy < h && x < w) {
-				fcb[(size_t)yy * w + x] = -0.168736f * r - 0.331264f * g + 0.5f * bl + 128;
-				fcr[(size_t)yy * w + x] = 0.5f * r - 0.418688f * g - 0.081312f * bl + 128;
-			}
-		}
-	}
-	halve(fcb, w, h, pl->cb, pl->cw, pl->chh);
-	halve(fcr, w, h, pl->cr, pl->cw, pl->chh);
-	free(fcb);
-	free(fcr);
-}
-
-static void
-planes_free(struct planes *pl)
-{
-	free(pl->y);
-	free(pl->cb);
-	free(pl->cr);
-}
-
-/*
  * Chroma: 4:2:0 unless the source kept full-resolution chroma (a 4:4:4 JPEG, or a PNG, which
  * is lossless and often has sharp colour edges): its author chose to keep that detail.
  * Measured on the benchmark corpus (256 px, Q80): always 4:2:0 gives 36.85 dB in 226 KB,
@@ -1502,7 +1394,7 @@ encode_jpeg(const struct buf *b, const struct pix *p, const struct img_settings 
 {
 	struct jpeg_compress_struct cinfo;
 	struct jerr je;
-	struct planes pl;
+	struct chroma_planes pl;
 	int raw = b->bands == 3 && !p->full_chroma;
 
 	memset(&je, 0, sizeof(je));
@@ -1515,7 +1407,7 @@ encode_jpeg(const struct buf *b, const struct pix *p, const struct img_settings 
 		lower_msg(je.msg);
 		errf(err, errsz, "cannot encode: %s", je.msg);
 		jpeg_destroy_compress(&cinfo);
-		planes_free(&pl);
+		chroma_free(&pl);
 		free(*out);
 		*out = NULL;
 		return -1;
@@ -1531,8 +1423,8 @@ encode_jpeg(const struct buf *b, const struct pix *p, const struct img_settings 
 	cinfo.optimize_coding = TRUE;
 	if (p->full_chroma && b->bands == 3)
 		cinfo.comp_info[0].h_samp_factor = cinfo.comp_info[0].v_samp_factor = 1;
-	if (raw) {              /* 4:2:0 with our own chroma filter (planes_420) */
-		planes_420(b, &pl);
+	if (raw) {              /* 4:2:0 with our own chroma filter (chroma.c) */
+		chroma_420(b->px, b->w, b->h, &pl);
 		cinfo.raw_data_in = TRUE;
 		cinfo.in_color_space = JCS_YCbCr;
 	}
@@ -1585,7 +1477,7 @@ encode_jpeg(const struct buf *b, const struct pix *p, const struct img_settings 
 	}
 	jpeg_finish_compress(&cinfo);
 	jpeg_destroy_compress(&cinfo);
-	planes_free(&pl);
+	chroma_free(&pl);
 	return 0;
 }
 
