@@ -1,9 +1,10 @@
 /*
  * resample: a streaming, separable Lanczos3 resize of 8-bit interleaved pixels.  Rows go in
- * one at a time as a decoder produces them and are never kept: each is added, weighted, into
- * the few output rows whose filter window covers it (about six), and an output row is
- * filtered across once its window is complete.  So an image of any height is resized in
- * memory for six of its rows plus the result, and the decoder never holds it whole.
+ * one at a time as a decoder produces them; only the last few are kept, as many as one
+ * output row's filter window covers (about six times the scale factor), and an output row is
+ * made and filtered across as soon as its window is complete.  So an image of any height is
+ * resized in memory for one window of its rows plus the result, and the decoder never holds
+ * it whole.
  *
  * The filter is the one Pillow's and the benchmark's reference use: Lanczos3 stretched by
  * the scale factor (every source pixel counts), weights normalised per output pixel.  The
