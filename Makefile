@@ -26,8 +26,9 @@ WARN = -Wall -Wextra -Wshadow -Wstrict-prototypes -Wmissing-prototypes -Wno-unus
 ALL_CFLAGS = -std=gnu11 $(WARN) $(CFLAGS) $(SANFLAGS) -Iinclude \
 	$(shell $(PKG_CONFIG) --cflags $(PKGS) 2>/dev/null) -DTHUMBR_VIPS_SONAME='"$(VIPS_SONAME)"' -MMD -MP
 # libvips is opened with dlopen when a worker first needs it (see src/img.c): the binary links
-# only libjpeg and libpng; the tests, which call libvips themselves, link it too
-LINK_PKGS = libpng libjpeg
+# only libjpeg, libpng and zlib (pngrows.c inflates PNG image data itself); the tests, which
+# call libvips themselves, link it too
+LINK_PKGS = libpng libjpeg zlib
 LIBS = $(shell $(PKG_CONFIG) --libs $(LINK_PKGS) 2>/dev/null) -ldl -lpthread -lm
 VIPS_LIBS = $(shell $(PKG_CONFIG) --libs vips 2>/dev/null)
 VIPS_SONAME := $(or $(shell readelf -d "$$($(PKG_CONFIG) --variable=libdir vips 2>/dev/null)/libvips.so" \
@@ -35,9 +36,9 @@ VIPS_SONAME := $(or $(shell readelf -d "$$($(PKG_CONFIG) --variable=libdir vips 
 CHECK_CFLAGS = $(shell $(PKG_CONFIG) --cflags check 2>/dev/null)
 CHECK_LIBS = $(shell $(PKG_CONFIG) --libs check 2>/dev/null)
 
-MODULES = util opts scan plan state lock prune shm ring pool io worker resample chroma jpegprog icc img out report batch
+MODULES = util opts scan plan state lock prune shm ring pool io worker resample chroma jpegprog pngrows icc img out report batch
 OBJS = $(MODULES:%=$(BUILD)/src/%.o)
-TESTS = check_ring check_opts check_plan check_scan check_out check_resample check_chroma check_jpegprog check_icc check_img check_state check_e2e
+TESTS = check_ring check_opts check_plan check_scan check_out check_resample check_chroma check_jpegprog check_pngrows check_icc check_img check_state check_e2e
 TEST_OBJS = $(TESTS:%=$(BUILD)/tests/%.o) $(BUILD)/tests/check_main.o $(BUILD)/tests/testutil.o
 
 .PHONY: all check demo bench install clean deps fuzz memcheck
@@ -102,7 +103,7 @@ memcheck: thumbr
 CLANG ?= clang
 FUZZ_SECONDS ?= 60
 FUZZ_SRC = tests/fuzz_parse.c src/opts.c src/state.c src/ring.c src/util.c src/plan.c \
-	src/img.c src/scan.c src/resample.c src/chroma.c src/jpegprog.c src/icc.c
+	src/img.c src/scan.c src/resample.c src/chroma.c src/jpegprog.c src/pngrows.c src/icc.c
 build/fuzz/fuzz_parse: $(FUZZ_SRC) $(wildcard include/thumbr/*.h)
 	@mkdir -p $(@D)
 	$(CLANG) -std=gnu11 -g -O1 -fsanitize=fuzzer,address,undefined -Iinclude \

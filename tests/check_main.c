@@ -19,6 +19,7 @@ main(void)
 	srunner_add_suite(sr, out_suite());
 	srunner_add_suite(sr, resample_suite());
 	srunner_add_suite(sr, jpegprog_suite());
+	srunner_add_suite(sr, pngrows_suite());
 	srunner_add_suite(sr, chroma_suite());
 	srunner_add_suite(sr, icc_suite());
 	srunner_add_suite(sr, img_suite());

@@ -12,6 +12,7 @@ Suite *out_suite(void);
 Suite *img_suite(void);
 Suite *resample_suite(void);
 Suite *jpegprog_suite(void);
+Suite *pngrows_suite(void);
 Suite *chroma_suite(void);
 Suite *icc_suite(void);
 Suite *state_suite(void);
