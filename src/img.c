@@ -34,6 +34,7 @@
 #include "thumbr/chroma.h"
 #include "thumbr/icc.h"
 #include "thumbr/jpegprog.h"
+#include "thumbr/pngrows.h"
 #include "thumbr/resample.h"
 #include "thumbr/scan.h"
 #include "thumbr/util.h"
@@ -951,11 +952,13 @@ decode_png(const unsigned char *data, size_t len, const struct img_settings *s, 
 	png_infop info = NULL;
 	unsigned char *volatile rows = NULL;
 	png_bytep *volatile v = NULL;   /* row pointers of an interlaced image */
+	struct pr pr;                   /* pngrows' reader, when the image is in its scope */
 	uint32_t y;
-	int bands, passes;
+	int bands, passes, own;
 	size_t rowbytes;
 
 	memset(&src, 0, sizeof(src));
+	memset(&pr, 0, sizeof(pr));
 	src.p = data;
 	src.len = len;
 	png = png_create_read_struct(PNG_LIBPNG_VER_STRING, &src, png_err_fn, png_warn_fn);
@@ -966,6 +969,7 @@ decode_png(const unsigned char *data, size_t len, const struct img_settings *s, 
 	}
 	if (setjmp(src.j.jb)) {
 		free(v);
+		pr_free(&pr);
 		png_destroy_read_struct(&png, &info, NULL);
 		free(rows);
 		lower_msg(src.j.msg);
@@ -980,6 +984,17 @@ decode_png(const unsigned char *data, size_t len, const struct img_settings *s, 
 	png_read_info(png, info);
 	p->fw = png_get_image_width(png, info);
 	p->fh = png_get_image_height(png, info);
+	/* Image data that needs none of libpng's transformations is read by pngrows, which
+	 * inflates and unfilters it faster (and accepts and refuses what libpng does) */
+	{
+		int ct = png_get_color_type(png, info);
+
+		own = png_get_bit_depth(png, info) == 8 &&
+		    png_get_interlace_type(png, info) == PNG_INTERLACE_NONE &&
+		    (ct == PNG_COLOR_TYPE_GRAY || ct == PNG_COLOR_TYPE_RGB ||
+		    ct == PNG_COLOR_TYPE_GRAY_ALPHA || ct == PNG_COLOR_TYPE_RGB_ALPHA) &&
+		    png_get_valid(png, info, PNG_INFO_tRNS) == 0;
+	}
 	if (too_big(s, p->fw, p->fh, src.j.msg, sizeof(src.j.msg)))
 		longjmp(src.j.jb, 1);
 	p->orient = 1;
@@ -1023,6 +1038,30 @@ decode_png(const unsigned char *data, size_t len, const struct img_settings *s, 
 		png_read_image(png, v);
 		free(v);
 		v = NULL;
+	}
+	if (own) {
+		/* png_read_info stops after the first IDAT's length and type */
+		if (src.off < 8 || memcmp(data + src.off - 4, "IDAT", 4) != 0)
+			png_error(png, "image data not where libpng left off");
+		if (rowbytes != (size_t)p->fw * (size_t)bands ||
+		    pr_start(&pr, data, len, src.off - 8, p->fw, p->fh, bands, src.j.msg,
+		    sizeof(src.j.msg)) != 0)
+			longjmp(src.j.jb, 1);
+		for (y = 0; y < p->fh; y++) {
+			const unsigned char *row = pr_row(&pr, src.j.msg, sizeof(src.j.msg));
+
+			if (row == NULL)
+				longjmp(src.j.jb, 1);
+			/* the sink may change the row, which is the next one's reference */
+			memcpy(rows, row, rowbytes);
+			sink_row(k, rows);
+		}
+		if (pr_finish(&pr, src.j.msg, sizeof(src.j.msg)) != 0)
+			longjmp(src.j.jb, 1);
+		pr_free(&pr);
+		png_destroy_read_struct(&png, &info, NULL);
+		free(rows);
+		return 0;
 	}
 	for (y = 0; y < p->fh; y++) {
 		unsigned char *row = passes > 1 ? rows + rowbytes * y : rows;
