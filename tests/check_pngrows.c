@@ -187,14 +187,17 @@ same_as_libpng(const unsigned char *d, size_t n, const char *what, char *err)
 
 struct out {
 	unsigned char *p;
-	size_t n;
+	size_t n, cap;
 };
 
 static void
 put(struct out *o, const void *d, size_t n)
 {
-	o->p = realloc(o->p, o->n + n);
-	ck_assert_ptr_nonnull(o->p);
+	if (o->cap - o->n < n) {        /* doubling: a file of many small IDATs is quick */
+		o->cap = o->cap * 2 > o->n + n ? o->cap * 2 : o->n + n + 4096;
+		o->p = realloc(o->p, o->cap);
+		ck_assert_ptr_nonnull(o->p);
+	}
 	memcpy(o->p + o->n, d, n);
 	o->n += n;
 }
@@ -224,7 +227,7 @@ make_png(uint32_t w, uint32_t h, int bpp, const unsigned char *z, size_t zn, siz
     const unsigned char *tail, size_t tailn)
 {
 	static const unsigned char sig[8] = { 137, 80, 78, 71, 13, 10, 26, 10 };
-	struct out o = { NULL, 0 };
+	struct out o = { NULL, 0, 0 };
 	unsigned char ihdr[13];
 	size_t i = 0;
 
@@ -290,7 +293,7 @@ static struct out
 libpng_png(uint32_t w, uint32_t h, int bpp, int filters)
 {
 	FILE *f;
-	struct out o = { NULL, 0 };
+	struct out o = { NULL, 0, 0 };
 	char *buf = NULL;
 	size_t len = 0;
 	png_structp png;
@@ -504,7 +507,7 @@ START_TEST(what_follows_the_image_data)
 	unsigned char *raw = filtered(50, 20, 3, paeth_sub, 2, &n);
 	unsigned char *z = deflated(raw, n, 6, &zn), *more;
 	char err[256];
-	struct out o, t = { NULL, 0 };
+	struct out o, t = { NULL, 0, 0 };
 	const unsigned char junk[] = "garbage after the image data";
 	unsigned char text[] = "Comment\0hello";
 
@@ -533,8 +536,7 @@ START_TEST(what_follows_the_image_data)
 	ck_assert_str_eq(err, "tEXt chunk data is too large");
 	free(o.p);
 	free(t.p);
-	t.p = NULL;
-	t.n = 0;
+	t = (struct out){ NULL, 0, 0 };
 	/* garbage after IEND: ignored, as libpng does */
 	o = make_png(50, 20, 3, z, zn, 0, NULL, 0);
 	put(&o, junk, sizeof(junk));
@@ -560,8 +562,7 @@ START_TEST(what_follows_the_image_data)
 	memset(more + n, 7, 100);
 	free(z);
 	z = deflated(more, n + 100, 6, &zn);
-	t.p = NULL;
-	t.n = 0;
+	t = (struct out){ NULL, 0, 0 };
 	chunk(&t, "tEXt", text, sizeof(text) - 1);
 	chunk(&t, "IDAT", text, 5);
 	chunk(&t, "IEND", NULL, 0);
@@ -604,7 +605,7 @@ START_TEST(damage_after_the_last_row_as_libpng)
 		/* the second IDAT starts 8192 bytes before cut (a piece ends at cut) or 4096
 		 * (none does: all refused) */
 		for (size_t back = 4096; back <= 8192; back += 4096) {
-			struct out o, tail = { NULL, 0 };
+			struct out o, tail = { NULL, 0, 0 };
 			int ok;
 
 			chunk(&tail, "IDAT", z + cut - back, zn - (cut - back));
