@@ -15,8 +15,8 @@
  * libpng, and pr_finish checks the chunks up to IEND by png_read_end's rules.  The rows are
  * libpng's, byte for byte.
  *
- * Safe on hostile data: every read is bounds-checked.  Memory: the inflate batch (256 KiB,
- * or two rows when a row is larger) and one row more.  One struct pr belongs to one thread;
+ * Safe on hostile data: every read is bounds-checked.  Memory: the inflate batch (256 KiB
+ * of rows, or one row when a row is longer) and one row more.  One struct pr belongs to one thread;
  * there is no global state (the SSE4.1 choice is read from the compiler's CPU model, which
  * is set before main runs).
  */
