@@ -198,7 +198,8 @@ put(struct out *o, const void *d, size_t n)
 		o->p = realloc(o->p, o->cap);
 		ck_assert_ptr_nonnull(o->p);
 	}
-	memcpy(o->p + o->n, d, n);
+	if (n > 0)                      /* an empty chunk's data may be NULL */
+		memcpy(o->p + o->n, d, n);
 	o->n += n;
 }
 
