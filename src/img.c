@@ -3,7 +3,8 @@
  * between images except libvips' own initialisation.
  *
  * The pipeline:
- *   decode    JPEG with libjpeg (DCT-domain scaling), PNG with libpng row by row, WebP, TIFF,
+ *   decode    JPEG with libjpeg (DCT-domain scaling), PNG with libpng row by row (the image
+ *             data of 8-bit, non-interlaced ones without tRNS with pngrows.c), WebP, TIFF,
  *             GIF and HEIF with libvips; alpha is flattened onto the background for JPEG
  *             output, premultiplied otherwise;
  *   resize    each row, as it is decoded, goes into a streaming Lanczos3 (resample.c) per box,
