@@ -90,16 +90,26 @@ dup_bytes(const void *src, size_t n)
 }
 
 /*
- * Shrink on load (JPEG's DCT scaling, the sink's box for the rest) stops while the image is
- * still at least HEADROOM times the largest thumbnail, so that the exact Lanczos3 of
- * resample.c does the last step.
- * Measured on the benchmark corpus with ../shared/bench/quality.py (256 px, Q80; CPU time
- * of one worker for the corpus): 1.0 gives 37.84 dB (1.63 s), 1.5 gives 37.91 dB (1.67 s),
- * 2.0 gives 37.91 dB (1.96 s).  At 1.5 the 4096 px progressive photograph decodes at 1/8
- * from its DC scans alone.
+ * Shrink on load, and how far it goes: JPEG's DCT scaling to the smallest scale that covers
+ * HEADROOM_DCT times the largest thumbnail; the sink's box average, for the rest, while the
+ * image stays HEADROOM_BOX times it.  Then the exact Lanczos3 of resample.c does the last
+ * step.  A scaled inverse DCT is a fair low-pass filter and a box is not, hence the two.
+ * Measured with ../shared/bench/quality.py on the benchmark corpus (mean PSNR at 256 px, one
+ * size; at 1024, three sizes) and its three-size time, 2 cores:
+ *   DCT 1.5,  box 1.5:   38.08 dB, 41.01 dB, 1.567 s
+ *   DCT 1.25, box 1.5:   38.02 dB, 40.98 dB, 1.478 s
+ *   DCT 1.0,  box 1.5:   38.02 dB, 40.97 dB, 1.435 s
+ *   DCT 1.25, box 1.25:  37.87 dB, 40.98 dB, 1.469 s (the 16 MB photograph, at 1/8 then
+ *                        through a 2 x 2 box: 30.69 -> 28.04 dB)
+ * The DCT's headroom buys 0.06 dB for 9% of the time; the box's is needed.  (An earlier
+ * pipeline, with libjpeg's chroma and without jpegprog or the box, measured 37.84 dB at DCT
+ * 1.0 and 37.91 at 1.5, and used 1.5.)
  */
-#ifndef HEADROOM
-#define HEADROOM 1.5
+#ifndef HEADROOM_DCT
+#define HEADROOM_DCT 1.0
+#endif
+#ifndef HEADROOM_BOX
+#define HEADROOM_BOX 1.5
 #endif
 
 static void
@@ -299,8 +309,8 @@ scale_stored(uint32_t w, uint32_t h, int orient, const struct img_box *box, uint
 /* The largest width and height (stored orientation) any box asks of a w x h image, with the
  * headroom JPEG's DCT scaling keeps, and no more than the image. */
 static void
-need(const struct img_settings *s, uint32_t w, uint32_t h, int orient, uint32_t *nw,
-    uint32_t *nh)
+need(const struct img_settings *s, uint32_t w, uint32_t h, int orient, double headroom,
+    uint32_t *nw, uint32_t *nh)
 {
 	*nw = *nh = 1;
 	for (unsigned i = 0; i < s->nboxes; i++) {
@@ -312,8 +322,8 @@ need(const struct img_settings *s, uint32_t w, uint32_t h, int orient, uint32_t 
 		if (th > *nh)
 			*nh = th;
 	}
-	*nw = *nw * HEADROOM < w ? (uint32_t)(*nw * HEADROOM) : w;
-	*nh = *nh * HEADROOM < h ? (uint32_t)(*nh * HEADROOM) : h;
+	*nw = *nw * headroom < w ? (uint32_t)(*nw * headroom) : w;
+	*nh = *nh * headroom < h ? (uint32_t)(*nh * headroom) : h;
 }
 
 /* ---- EXIF orientation ---- */
@@ -550,12 +560,12 @@ sink_start(struct sink *k, const struct pix *p, uint32_t w, uint32_t h, int band
 		bands--;
 	k->ob = bands;
 	/* Shrink on load for what has no DCT scaling (PNG, libvips' formats, a JPEG still
-	 * large at 1/8): a box average of f x f pixels, as long as the image stays HEADROOM
-	 * times what the boxes need, so that the Lanczos3 still does the last step.  Corpus,
-	 * 2 cores: one size 742 -> 629 ms, three sizes 1.81 -> 1.70 s; the same 38.08 dB at
-	 * 256 px and 41.01 dB at 1024 (quality.py).  At most 255 rows a group, so that 16-bit
-	 * sums hold them. */
-	need(s, p->fw, p->fh, p->orient, &nw, &nh);
+	 * large at 1/8): a box average of f x f pixels, as long as the image stays
+	 * HEADROOM_BOX times what the boxes need, so that the Lanczos3 still does the last
+	 * step.  Corpus, 2 cores, when it came: one size 742 -> 629 ms, three sizes 1.81 ->
+	 * 1.70 s; the same 38.08 dB at 256 px and 41.01 dB at 1024 (quality.py).  At most 255
+	 * rows a group, so that 16-bit sums hold them. */
+	need(s, p->fw, p->fh, p->orient, HEADROOM_BOX, &nw, &nh);
 	k->f = w / nw < h / nh ? w / nw : h / nh;
 	k->f = k->f < 1 ? 1 : k->f > 255 ? 255 : k->f;
 	k->sw = (w + k->f - 1) / k->f;
@@ -831,7 +841,7 @@ decode_jpeg(const unsigned char *src, size_t len, const struct img_settings *s, 
 		p->icclen = icclen;
 		free(icc);
 	}
-	need(s, p->fw, p->fh, p->orient, &nw, &nh);
+	need(s, p->fw, p->fh, p->orient, HEADROOM_DCT, &nw, &nh);
 	/* shrink on load: the smallest of 1/8, 2/8, 4/8 that still covers what the boxes need.
 	 * libjpeg-turbo has SIMD inverse DCTs for these only; 3/8, 5/8... are plain C, slower
 	 * than decoding the larger size (corpus, 2 cores: one size 0.83 -> 0.77 s, three sizes
