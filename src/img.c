@@ -1054,8 +1054,9 @@ decode_png(const unsigned char *data, size_t len, const struct img_settings *s, 
 		/* png_read_info stops after the first IDAT's length and type */
 		if (src.off < 8 || memcmp(data + src.off - 4, "IDAT", 4) != 0)
 			png_error(png, "image data not where libpng left off");
-		if (rowbytes != (size_t)p->fw * (size_t)bands ||
-		    pr_start(&pr, data, len, src.off - 8, p->fw, p->fh, bands, src.j.msg,
+		if (rowbytes != (size_t)p->fw * (size_t)bands)
+			png_error(png, "unexpected row size");
+		if (pr_start(&pr, data, len, src.off - 8, p->fw, p->fh, bands, src.j.msg,
 		    sizeof(src.j.msg)) != 0)
 			longjmp(src.j.jb, 1);
 		for (y = 0; y < p->fh; y++) {
