@@ -43,19 +43,7 @@ struct cplane {
 	unsigned char *out;     /* the caller's plane */
 };
 
-/* The plain loops below are written to be vectorised (the Makefile builds this file with
- * -ftree-vectorize) and cloned for AVX2, taken at run time where the CPU has it; as in
- * src/resample.c. */
-#if defined(__SANITIZE_THREAD__)
-/* No clones: TSan crashes in ifunc resolvers, which run before it is up.  And no TSan
- * instrumentation: these loops touch only this thread's rows, and instrumented they made the
- * end-to-end tests time out. */
-#define HOT __attribute__((no_sanitize_thread))
-#elif defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
-#define HOT __attribute__((target_clones("avx2", "default")))
-#else
-#define HOT
-#endif
+/* The plain loops below are written to be vectorised and cloned for AVX2 (HOT, util.h). */
 
 /* Round and clamp to a sample: the same as v <= 0 ? 0 : v >= 255 ? 255 : (unsigned char)
  * (v + 0.5f) for every v these filters can give (well inside an int), but rounded first and

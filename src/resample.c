@@ -23,6 +23,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "thumbr/util.h"
+
 #define VF 8              /* floats per padded unit: one AVX register */
 typedef float v4f __attribute__((vector_size(4 * sizeof(float))));
 typedef float v8f __attribute__((vector_size(VF * sizeof(float))));
@@ -174,20 +176,9 @@ rs_new(uint32_t iw, uint32_t ih, uint32_t ow, uint32_t oh, int bands)
 	return r;
 }
 
-/* The loops every input sample goes through: plain loops and GCC vector types, which the
- * compiler vectorises (the Makefile builds this file with -ftree-vectorize), cloned for AVX2
- * and taken at run time where the CPU has it.  Rows are padded to a multiple of VF and
- * 32-byte aligned. */
-#if defined(__SANITIZE_THREAD__)
-/* No clones: TSan crashes in ifunc resolvers, which run before it is up.  And no TSan
- * instrumentation: these loops touch only this thread's rows, and instrumented they made the
- * end-to-end tests time out. */
-#define HOT __attribute__((no_sanitize_thread))
-#elif defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
-#define HOT __attribute__((target_clones("avx2", "default")))
-#else
-#define HOT
-#endif
+/* The loops every input sample goes through (HOT, util.h: plain loops and GCC vector types,
+ * vectorised and cloned for AVX2).  Rows are padded to a multiple of VF and 32-byte
+ * aligned. */
 
 /* dst = src, n samples as floats */
 HOT static void

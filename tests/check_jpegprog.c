@@ -321,43 +321,13 @@ same_coefficients(const unsigned char *src, size_t n, int grey, int num)
 	return compared;
 }
 
-/* A progressive file with the scans of script (NULL: libjpeg's standard progression). */
+/* A progressive file of the testdata photograph with the scans of script (NULL: libjpeg's
+ * standard progression). */
 static unsigned char *
 progressive(int grey, int hs, int vs, unsigned restart, const jpeg_scan_info *script,
     int nscans, unsigned long *len)
 {
-	struct jpeg_compress_struct c;
-	struct jpeg_error_mgr e;
-	unsigned char *out = NULL;
-
-	c.err = jpeg_std_error(&e);
-	jpeg_create_compress(&c);
-	jpeg_mem_dest(&c, &out, len);
-	c.image_width = W;
-	c.image_height = H;
-	c.input_components = 3;
-	c.in_color_space = JCS_RGB;
-	jpeg_set_defaults(&c);
-	if (grey)
-		jpeg_set_colorspace(&c, JCS_GRAYSCALE);
-	jpeg_set_quality(&c, 90, TRUE);
-	c.comp_info[0].h_samp_factor = hs;
-	c.comp_info[0].v_samp_factor = vs;
-	c.restart_interval = restart;
-	jpeg_simple_progression(&c);
-	if (script != NULL) {
-		c.scan_info = script;
-		c.num_scans = nscans;
-	}
-	jpeg_start_compress(&c, TRUE);
-	while (c.next_scanline < H) {
-		JSAMPROW r = Rgb + (size_t)c.next_scanline * W * 3;
-
-		jpeg_write_scanlines(&c, &r, 1);
-	}
-	jpeg_finish_compress(&c);
-	jpeg_destroy_compress(&c);
-	return out;
+	return tu_progressive_jpeg_script(Rgb, W, H, grey, hs, vs, restart, script, nscans, len);
 }
 
 /* The entropy decoder against libjpeg's: every kept coefficient, for the standard

@@ -436,8 +436,8 @@ tu_jpeg_scan(const unsigned char *p, size_t n, int dc, int nth, size_t *end)
 }
 
 unsigned char *
-tu_progressive_jpeg(const unsigned char *rgb, unsigned w, unsigned h, int grey, int hs,
-    int vs, unsigned restart, unsigned long *len)
+tu_progressive_jpeg_script(const unsigned char *rgb, unsigned w, unsigned h, int grey, int hs,
+    int vs, unsigned restart, const void *script, int nscans, unsigned long *len)
 {
 	struct jpeg_compress_struct c;
 	struct jpeg_error_mgr e;
@@ -458,6 +458,10 @@ tu_progressive_jpeg(const unsigned char *rgb, unsigned w, unsigned h, int grey, 
 	c.comp_info[0].v_samp_factor = vs;
 	c.restart_interval = restart;
 	jpeg_simple_progression(&c);
+	if (script != NULL) {
+		c.scan_info = script;
+		c.num_scans = nscans;
+	}
 	jpeg_start_compress(&c, TRUE);
 	while (c.next_scanline < h) {
 		JSAMPROW r = row;
@@ -469,6 +473,13 @@ tu_progressive_jpeg(const unsigned char *rgb, unsigned w, unsigned h, int grey, 
 	jpeg_destroy_compress(&c);
 	free(row);
 	return out;
+}
+
+unsigned char *
+tu_progressive_jpeg(const unsigned char *rgb, unsigned w, unsigned h, int grey, int hs,
+    int vs, unsigned restart, unsigned long *len)
+{
+	return tu_progressive_jpeg_script(rgb, w, h, grey, hs, vs, restart, NULL, 0, len);
 }
 
 double

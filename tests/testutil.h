@@ -53,6 +53,11 @@ size_t tu_jpeg_scan(const unsigned char *p, size_t n, int dc, int nth, size_t *e
  * colour with luma sampled hs x vs; a restart marker every `restart` MCUs (0: none). */
 unsigned char *tu_progressive_jpeg(const unsigned char *rgb, unsigned w, unsigned h, int grey,
     int hs, int vs, unsigned restart, unsigned long *len);
+/* The same with the scans of script (a jpeg_scan_info array of nscans; NULL: the simple
+ * progression). */
+unsigned char *tu_progressive_jpeg_script(const unsigned char *rgb, unsigned w, unsigned h,
+    int grey, int hs, int vs, unsigned restart, const void *script, int nscans,
+    unsigned long *len);
 /* PSNR in dB of two RGB images of one size (99 when identical). */
 double tu_psnr(const unsigned char *a, const unsigned char *b, unsigned w, unsigned h);
 /* Mean absolute difference of two 8-bit images of one size and band count. */

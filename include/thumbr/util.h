@@ -12,6 +12,20 @@
 #define THUMBR_VERSION "0.1.0"
 #define ERRSZ 256
 
+/* For the hot loops of resample.c, chroma.c and jpegprog.c, plain C written to be
+ * vectorised (the Makefile builds those files with -ftree-vectorize): cloned for AVX2 and
+ * taken at run time where the CPU has it. */
+#if defined(__SANITIZE_THREAD__)
+/* No clones: TSan crashes in ifunc resolvers, which run before it is up.  And no TSan
+ * instrumentation: these loops touch only their caller's rows, and instrumented they made
+ * the end-to-end tests time out. */
+#define HOT __attribute__((no_sanitize_thread))
+#elif defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+#define HOT __attribute__((target_clones("avx2", "default")))
+#else
+#define HOT
+#endif
+
 /* Format a message into a caller-owned buffer (never NULL-terminated short). */
 void errf(char *err, size_t errsz, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
