@@ -4,11 +4,15 @@
 #include "thumbr/util.h"
 
 #include <err.h>
+#include <sched.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
+#include <sys/resource.h>
+#include <sys/syscall.h>
 
 void
 errf(char *err, size_t errsz, const char *fmt, ...)
@@ -77,4 +81,29 @@ now_s(void)
 
 	clock_gettime(CLOCK_MONOTONIC, &t);
 	return (double)t.tv_sec + (double)t.tv_nsec / 1e9;
+}
+
+/* sched_setattr(2)'s argument; glibc before 2.41 has neither it nor the call */
+struct kernel_sched_attr {
+	uint32_t size, sched_policy;
+	uint64_t sched_flags;
+	int32_t sched_nice;
+	uint32_t sched_priority;
+	uint64_t sched_runtime, sched_deadline, sched_period;
+	uint32_t sched_util_min, sched_util_max;
+};
+
+void
+set_time_slice(uint64_t ns)
+{
+	struct kernel_sched_attr a;
+
+	if (sched_getscheduler(0) != SCHED_OTHER)
+		return;         /* chrt(1) chose another policy: leave it */
+	memset(&a, 0, sizeof(a));
+	a.size = sizeof(a);
+	a.sched_policy = SCHED_OTHER;
+	a.sched_nice = getpriority(PRIO_PROCESS, 0);    /* as nice(1) left it */
+	a.sched_runtime = ns;
+	(void)syscall(SYS_sched_setattr, 0, &a, 0);
 }

@@ -214,6 +214,9 @@ worker_main(int argc, char **argv)
 	}
 	w.k = (unsigned)strtoul(argv[2], NULL, 10);
 	w.parent = (pid_t)strtol(argv[3], NULL, 10);
+	/* a worker is throughput: the default time slice, not the main process's short one
+	 * (batch.c), which a replacement worker inherits */
+	set_time_slice(0);
 	/* die with the main process; check once more in case it is gone already */
 	prctl(PR_SET_PDEATHSIG, SIGKILL);
 	if (getppid() != w.parent)

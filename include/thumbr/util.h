@@ -39,4 +39,10 @@ char *xstrdup(const char *s);
 int64_t now_ms(void);
 double now_s(void);
 
+/* Ask for EEVDF time slices of ns nanoseconds for the calling thread and the threads and
+ * processes it creates from now on (0: the default), keeping its nice value; nothing when
+ * it runs under another policy than SCHED_OTHER (chrt) or where the kernel has no custom
+ * slices (before Linux 6.12).  Best effort: no error. */
+void set_time_slice(uint64_t ns);
+
 #endif
