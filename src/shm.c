@@ -85,8 +85,11 @@ shm_create(struct shm *s, uint32_t nworkers, uint32_t req_size, uint32_t resp_si
 		return -1;
 	}
 	if (ftruncate(s->fd, (off_t)h.total) != 0) {
-		errf(err, errsz, "cannot size shared memory to %llu bytes: %s",
-		    (unsigned long long)h.total, strerror(errno));
+		/* the segment is a file: a file size limit below it stops the run here */
+		errf(err, errsz, "cannot size shared memory to %llu bytes: %s%s",
+		    (unsigned long long)h.total, strerror(errno), errno == EFBIG ?
+		    " (the file size limit, ulimit -f, is below it; fewer workers or a smaller "
+		    "--slot-size need less)" : "");
 		goto fail;
 	}
 	s->len = h.total;
