@@ -19,6 +19,7 @@
 #include "thumbr/scan.h"
 
 #define SLICE_MS 100
+#define IO_REQ_RING_MIN (1u << 20)       /* bytes: a request ring is never smaller */
 
 static char *
 path2(const char *a, const char *b)
@@ -263,7 +264,7 @@ send_job(struct io *io, struct ring *r, size_t j, char *why, size_t whysz)
 		rc = -1;
 		goto out;
 	}
-	if ((uint64_t)st.st_size <= io->inline_max) {
+	if ((uint64_t)st.st_size <= io->o->slot_size) {
 		size_t got;
 
 		rr = ring_reserve(r, (uint32_t)(sizeof(*rq) + (size_t)st.st_size), &p, &wait);
@@ -284,7 +285,7 @@ send_job(struct io *io, struct ring *r, size_t j, char *why, size_t whysz)
 	} else {
 		size_t n = strlen(path) + 1;
 
-		if (n > io->inline_max) {
+		if (n > io->o->slot_size) {
 			errf(why, whysz, "path too long");
 			rc = -1;
 			goto out;
@@ -426,7 +427,6 @@ io_init(struct io *io, const struct opts *o, struct shm *shm, const struct plan 
 	io->w = xcalloc(io->nw, sizeof(*io->w));
 	for (unsigned k = 0; k < io->nw; k++)
 		io->w[k].cur.fd = -1;
-	io->inline_max = (uint32_t)o->slot_size;       /* the ring was sized for it */
 	return 0;
 }
 
@@ -439,7 +439,7 @@ io_req_ring_size(uint64_t slot)
 {
 	uint64_t need = 3 * (slot + 2 * (sizeof(struct ring_rec) + sizeof(struct shm_req)));
 
-	return need < IO_REQ_RING_MIN ? IO_REQ_RING_MIN : shm_pow2((uint32_t)need);
+	return need < IO_REQ_RING_MIN ? IO_REQ_RING_MIN : (uint32_t)need;
 }
 
 void

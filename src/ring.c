@@ -261,8 +261,8 @@ valid(const struct ring *r, uint32_t head, uint32_t tail, uint32_t len, uint32_t
 /* Consumer: the record at tail into m, padding consumed, its header read once and checked;
  * RING_OK, RING_EMPTY, or RING_CORRUPT when the ring holds something no correct producer
  * writes (then it is detached for good). */
-static enum ring_result
-front(struct ring *r, struct ring_msg *m)
+enum ring_result
+ring_try_peek(struct ring *r, struct ring_msg *m)
 {
 	for (;;) {
 		uint32_t tail = atomic_load_explicit(&r->tail, memory_order_relaxed);  /* ours */
@@ -291,12 +291,6 @@ front(struct ring *r, struct ring_msg *m)
 	}
 }
 
-enum ring_result
-ring_try_peek(struct ring *r, struct ring_msg *m)
-{
-	return front(r, m);
-}
-
 int
 ring_pending(const struct ring *r)
 {
@@ -313,7 +307,7 @@ ring_peek(struct ring *r, struct ring_msg *m, const struct ring_wait *w)
 
 	deadline_from(&dl, w);
 	for (;;) {
-		enum ring_result rr = front(r, m);
+		enum ring_result rr = ring_try_peek(r, m);
 
 		if (rr != RING_EMPTY)
 			return rr;
@@ -331,7 +325,7 @@ ring_peek(struct ring *r, struct ring_msg *m, const struct ring_wait *w)
 		}
 		rr = ring_sleep(r, &r->items, &r->cons_waiting, w, &dl);
 		if (rr == RING_DETACHED) {
-			rr = front(r, m);       /* drain what a detached producer left */
+			rr = ring_try_peek(r, m);       /* drain what a detached producer left */
 			return rr == RING_EMPTY ? RING_DETACHED : rr;
 		}
 		if (rr != RING_OK)
@@ -344,7 +338,7 @@ ring_release(struct ring *r, const struct ring_msg *m)
 {
 	uint32_t tail = atomic_load_explicit(&r->tail, memory_order_relaxed);
 
-	/* by the length front() checked, whatever the record's header says now */
+	/* by the length ring_try_peek checked, whatever the record's header says now */
 	atomic_store_explicit(&r->tail, tail + ALIGN_UP(HDR + m->len), memory_order_seq_cst); /* R2 */
 	ring_wake(&r->spaces, &r->prod_waiting);
 }

@@ -68,7 +68,6 @@ struct io {
 	size_t settled;                 /* jobs done or failed */
 	unsigned long thumbnails, done, failed;
 	int stop;
-	uint32_t inline_max;            /* larger sources go by path */
 	struct io_worker *w;
 	unsigned nw;
 	pthread_t *threads;
@@ -80,10 +79,10 @@ struct io {
  * the last job settles, so that it need not poll for the end. */
 #define IO_WAKE_SIG SIGUSR1
 
-/* Set up for plan p (workers may not run yet), from the supervisor thread.  0 or -1. */
-#define IO_REQ_RING_MIN (1u << 20)
-/* Bytes of request ring for sources of up to slot bytes inline (slot <= 512M). */
+/* Bytes of request ring for sources of up to slot bytes inline (slot <= 512M), before
+ * shm_create rounds it to a power of two. */
 uint32_t io_req_ring_size(uint64_t slot);
+/* Set up for plan p (workers may not run yet), from the supervisor thread.  0 or -1. */
 int io_init(struct io *io, const struct opts *o, struct shm *shm, const struct plan *p,
     const struct state *st);
 /* Jobs settled so far (for progress). */

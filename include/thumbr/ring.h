@@ -112,12 +112,11 @@ enum ring_result ring_push(struct ring *r, uint32_t type, uint64_t job, const vo
     uint32_t len, const struct ring_wait *w);
 
 /* Consumer: wait for the next record; it stays valid until ring_release.  A detached ring is
- * drained first: RING_DETACHED only once it is empty. */
+ * drained first: RING_DETACHED only once it is empty.  RING_CORRUPT as ring_try_peek. */
 enum ring_result ring_peek(struct ring *r, struct ring_msg *m, const struct ring_wait *w);
 /* Consumer: the next record without waiting: RING_OK, RING_EMPTY, or RING_CORRUPT when the
  * ring holds what no correct producer writes (a length that leaves the buffer, say): the
- * producer is another process and is not trusted, so such a ring is detached for good.
- * ring_peek returns RING_CORRUPT the same way. */
+ * producer is another process and is not trusted, so such a ring is detached for good. */
 enum ring_result ring_try_peek(struct ring *r, struct ring_msg *m);
 /* Anybody: 1 when the producer has published bytes the consumer has not released (they may
  * be padding only), else 0.  Reads only; a hint for choosing which ring to serve. */
