@@ -55,7 +55,7 @@ $(BUILD)/src/%.o: src/%.c
 	$(CC) $(ALL_CFLAGS) -c -o $@ $<
 
 # the inner loops of the resampler, the chroma halving, jpegprog's inverse DCT and img's
-# box shrink are plain C written to be vectorised (see src/resample.c)
+# box shrink are plain C written to be vectorised (see HOT in include/thumbr/util.h)
 $(BUILD)/src/resample.o $(BUILD)/src/chroma.o $(BUILD)/src/jpegprog.o $(BUILD)/src/img.o: ALL_CFLAGS += -ftree-vectorize -fno-math-errno
 
 $(BUILD)/tests/%.o: tests/%.c

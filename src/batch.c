@@ -157,7 +157,7 @@ end_workers(struct run *r, int ms)
 /* Kill the workers that have spent longer than --timeout on one image, or written what no
  * correct worker writes; reap() replaces them. */
 static void
-enforce_timeout(struct run *r)
+enforce_limits(struct run *r)
 {
 	int64_t now = now_ms();
 
@@ -192,7 +192,7 @@ supervise(struct run *r, const sigset_t *set)
 
 		if (sig == SIGINT || sig == SIGTERM || sig == SIGHUP)
 			return sig;
-		enforce_timeout(r);
+		enforce_limits(r);
 		reap(r, 0);
 		if (r->progress)
 			report_progress(io_settled(&r->io), r->io.plan->n, now_s() - r->t0);

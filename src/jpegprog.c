@@ -206,12 +206,6 @@ fail(struct parse *ps, const char *what)
 	return -1;
 }
 
-static unsigned
-be16(const unsigned char *p)
-{
-	return (unsigned)p[0] << 8 | p[1];
-}
-
 int
 jp_supported(int num, int ncomp, const int *h, const int *v)
 {

@@ -51,12 +51,6 @@
 #define T_IEND 0x49454e44u
 #define T_IHDR 0x49484452u
 
-static uint32_t
-be32(const unsigned char *p)
-{
-	return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
-}
-
 /* The chunk at off: its length and type, checked as png_read_chunk_header does, and whole
  * in the file with its CRC (libpng reads all of every chunk it meets). */
 static int

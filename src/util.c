@@ -1,5 +1,6 @@
 /*
- * util: error-buffer formatting, checked allocation, monotonic time.  No shared state.
+ * util: error-buffer formatting, checked allocation, monotonic time, the time slice the
+ * main process asks for.  No shared state.
  */
 #include "thumbr/util.h"
 

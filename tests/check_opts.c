@@ -1,7 +1,7 @@
 /*
  * opts suite: the command line (thumbr/opts.h).  opts_parse_size on valid and invalid sizes
  * (bounds, signs, stray characters, names longer than 23 bytes); opts_parse_bytes
- * (k and M suffixes, the 64k..1024M range); opts_parse on argv arrays: defaults, repeated -s
+ * (k and M suffixes, the 64k..512M range); opts_parse on argv arrays: defaults, repeated -s
  * kept in order with their names, duplicate and too many sizes, bad -j / --quality /
  * --io-threads / --slot-size values, missing and extra operands, unknown options and missing
  * values, long forms, "--" and argument permutation, and repeated calls (getopt re-set).

@@ -1,6 +1,7 @@
 /*
  * util: small helpers shared by every module: error-buffer formatting, checked allocation,
- * monotonic time.  Thread-safe (no state); xmalloc and friends exit on exhaustion, which only
+ * monotonic time, big-endian reads, HOT (the vectorised loops' attribute), time slices.
+ * Thread-safe (no state); xmalloc and friends exit on exhaustion, which only
  * the main process and workers at their top level may rely on.
  */
 #ifndef THUMBR_UTIL_H
@@ -11,6 +12,19 @@
 
 #define THUMBR_VERSION "0.1.0"
 #define ERRSZ 256
+
+/* Big-endian integers at p (file formats: JPEG markers, PNG chunks, ICC profiles). */
+static inline unsigned
+be16(const unsigned char *p)
+{
+	return (unsigned)p[0] << 8 | p[1];
+}
+
+static inline uint32_t
+be32(const unsigned char *p)
+{
+	return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
+}
 
 /* For the hot loops of resample.c, chroma.c and jpegprog.c, plain C written to be
  * vectorised (the Makefile builds those files with -ftree-vectorize): cloned for AVX2 and
