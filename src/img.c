@@ -424,19 +424,20 @@ orient_pixels(const unsigned char *src, uint32_t w, uint32_t h, int bands, int o
 /* round(x / 255) for x <= 255 * 255 */
 #define DIV255(x) ((((x) + 128u) * 257u) >> 16)
 
-/* Flatten a row of grey+alpha or RGBA onto bg, in place, in sRGB space (as browsers
- * composite): the row keeps one band fewer. */
+/* Flatten the row src of grey+alpha or RGBA onto bg into dst, in sRGB space (as browsers
+ * composite): dst has one band fewer. */
 static void
-flatten_row(unsigned char *row, uint32_t w, int bands, const unsigned char bg[3])
+flatten_row(unsigned char *restrict dst, const unsigned char *restrict src, uint32_t w,
+    int bands, const unsigned char bg[3])
 {
 	const int c = bands - 1;
 	/* a grey image is flattened onto the background's luma */
 	unsigned grey = (299u * bg[0] + 587u * bg[1] + 114u * bg[2] + 500u) / 1000u;
 
-	if (c == 3) {           /* RGBA, the common case: d trails s, so in place is safe */
+	if (c == 3) {           /* RGBA, the common case */
 		for (uint32_t i = 0; i < w; i++) {
-			const unsigned char *s = row + (size_t)i * 4;
-			unsigned char *d = row + (size_t)i * 3;
+			const unsigned char *s = src + (size_t)i * 4;
+			unsigned char *d = dst + (size_t)i * 3;
 			unsigned a = s[3], na = 255 - a;
 			unsigned char r = s[0], g = s[1], b = s[2];
 
@@ -452,28 +453,32 @@ flatten_row(unsigned char *row, uint32_t w, int bands, const unsigned char bg[3]
 		return;
 	}
 	for (uint32_t i = 0; i < w; i++) {
-		const unsigned char *s = row + (size_t)i * (size_t)bands;
-		unsigned char *d = row + (size_t)i * (size_t)c;
+		const unsigned char *s = src + (size_t)i * (size_t)bands;
+		unsigned char *d = dst + (size_t)i * (size_t)c;
 		unsigned a = s[c], na = 255 - a;
 
 		if (a == 255)
-			memmove(d, s, (size_t)c);
+			memcpy(d, s, (size_t)c);
 		else
 			for (int b = 0; b < c; b++)
 				d[b] = (unsigned char)DIV255(s[b] * a + (c == 1 ? grey : bg[b]) * na);
 	}
 }
 
-/* Premultiply a row of grey+alpha or RGBA in place, so resampling has no dark fringes. */
+/* The row src of grey+alpha or RGBA premultiplied into dst, so resampling has no dark
+ * fringes. */
 static void
-premultiply_row(unsigned char *row, uint32_t w, int bands)
+premultiply_row(unsigned char *restrict dst, const unsigned char *restrict src, uint32_t w,
+    int bands)
 {
 	for (uint32_t i = 0; i < w; i++) {
-		unsigned char *px = row + (size_t)i * (size_t)bands;
-		unsigned a = px[bands - 1];
+		const unsigned char *s = src + (size_t)i * (size_t)bands;
+		unsigned char *d = dst + (size_t)i * (size_t)bands;
+		unsigned a = s[bands - 1];
 
 		for (int b = 0; b < bands - 1; b++)
-			px[b] = (unsigned char)DIV255(px[b] * a);
+			d[b] = (unsigned char)DIV255(s[b] * a);
+		d[bands - 1] = (unsigned char)a;
 	}
 }
 
@@ -518,10 +523,11 @@ struct sink {
 					 * premultiplied */
 	/* the box shrink (see sink_start): f x f decoded pixels become one, the last column
 	 * and row of groups taking what is left */
-	uint32_t f, h, sw, sh;
+	uint32_t f, h, sw;
 	int ob;                 /* bands of the rows the resizes take */
 	uint32_t y;             /* decoded rows in */
 	uint16_t *sum;          /* column sums of this group's rows so far, w * ob */
+	unsigned char *alpha_row;       /* a row flattened or premultiplied (w * bands) */
 	unsigned char *srow;    /* a shrunk row, sw * ob */
 };
 
@@ -534,14 +540,15 @@ sink_free(struct sink *k)
 	}
 	free(k->sum);
 	free(k->srow);
+	free(k->alpha_row);
 	memset(k, 0, sizeof(*k));
 }
 
 /*
  * Plan the boxes for a decoded w x h image of `bands`, the last of them alpha when p->alpha
  * says so, and start the streaming resizes.  Alpha is the sink's to handle: sink_row
- * flattens it away for JPEG output, or premultiplies it (keeps_alpha).  0, or -1 when out of
- * memory.
+ * flattens it away for JPEG output, or premultiplies it (keeps_alpha), into a row of its own,
+ * so a decoder's rows are never written.  0, or -1 when out of memory.
  */
 static int
 sink_start(struct sink *k, const struct pix *p, uint32_t w, uint32_t h, int bands,
@@ -556,25 +563,25 @@ sink_start(struct sink *k, const struct pix *p, uint32_t w, uint32_t h, int band
 	k->h = h;
 	k->bands = bands;
 	k->alpha = !p->alpha ? OPAQUE : keeps_alpha(p, s) ? PREMULTIPLY : FLATTEN;
+	if (k->alpha != OPAQUE &&
+	    (k->alpha_row = malloc((size_t)w * (size_t)bands)) == NULL)
+		return -1;
 	if (k->alpha == FLATTEN)
 		bands--;
 	k->ob = bands;
 	/* Shrink on load for what has no DCT scaling (PNG, libvips' formats, a JPEG still
 	 * large at 1/8): a box average of f x f pixels, as long as the image stays
-	 * HEADROOM_BOX times what the boxes need, so that the Lanczos3 still does the last
-	 * step.  Corpus, 2 cores, when it came: one size 742 -> 629 ms, three sizes 1.81 ->
-	 * 1.70 s; the same 38.08 dB at 256 px and 41.01 dB at 1024 (quality.py).  At most 255
-	 * rows a group, so that 16-bit sums hold them. */
+	 * HEADROOM_BOX times what the boxes need (see there), so that the Lanczos3 still does
+	 * the last step.  At most 255 rows a group, so that 16-bit sums hold them. */
 	need(s, p->fw, p->fh, p->orient, HEADROOM_BOX, &nw, &nh);
 	k->f = w / nw < h / nh ? w / nw : h / nh;
 	k->f = k->f < 1 ? 1 : k->f > 255 ? 255 : k->f;
 	k->sw = (w + k->f - 1) / k->f;
-	k->sh = (h + k->f - 1) / k->f;
 	if (k->f > 1 && ((k->sum = calloc((size_t)w * (size_t)bands, sizeof(*k->sum))) == NULL ||
 	    (k->srow = malloc((size_t)k->sw * (size_t)bands)) == NULL))
 		return -1;
 	w = k->sw;
-	h = k->sh;
+	h = (h + k->f - 1) / k->f;
 	k->n = s->nboxes;
 	for (unsigned i = 0; i < k->n; i++) {
 		uint32_t tw, th;
@@ -607,7 +614,7 @@ sink_start(struct sink *k, const struct pix *p, uint32_t w, uint32_t h, int band
 	return 0;
 }
 
-/* A row of rows of the decoded size or shrunk, to the streamed resizes. */
+/* A row, of the decoded size or shrunk, to the streamed resizes. */
 static void
 sink_resize(struct sink *k, const unsigned char *row)
 {
@@ -629,16 +636,18 @@ static void
 shrink_row(struct sink *k, const unsigned char *row)
 {
 	size_t n = (size_t)k->w * (size_t)k->ob, ob = (size_t)k->ob;
-	uint32_t rows = k->y % k->f + 1, f = k->f, full = k->w / f;
+	uint32_t rows = k->y % k->f + 1, f = k->f, w = k->w, sw = k->sw, full = w / f;
 	uint16_t *sum = k->sum;
-	float inv = 1.0f / (float)(f * rows);
+	unsigned char *out = k->srow;   /* in locals: a store through out may alias *k */
+	float inv;
 
 	add_row(sum, row, n);
 	if (rows < f && k->y + 1 < k->h)
 		return;
-	for (uint32_t gx = 0; gx < k->sw; gx++) {
+	inv = 1.0f / (float)(f * rows);
+	for (uint32_t gx = 0; gx < sw; gx++) {
 		const uint16_t *g = sum + (size_t)gx * f * ob;
-		uint32_t cols = gx < full ? f : k->w - full * f;
+		uint32_t cols = gx < full ? f : w - full * f;
 		float in = gx < full ? inv : 1.0f / (float)(cols * rows);
 
 		for (size_t b = 0; b < ob; b++) {
@@ -646,21 +655,24 @@ shrink_row(struct sink *k, const unsigned char *row)
 
 			for (uint32_t j = 0; j < cols; j++)
 				t += g[j * ob + b];
-			k->srow[(size_t)gx * ob + b] = (unsigned char)((float)t * in + 0.5f);
+			out[(size_t)gx * ob + b] = (unsigned char)((float)t * in + 0.5f);
 		}
 	}
 	memset(sum, 0, n * sizeof(*sum));
 	sink_resize(k, k->srow);
 }
 
-/* The next decoded row, which the sink may change in place (alpha). */
+/* The next decoded row (read, never written). */
 static void
-sink_row(struct sink *k, unsigned char *row)
+sink_row(struct sink *k, const unsigned char *row)
 {
-	if (k->alpha == FLATTEN)
-		flatten_row(row, k->w, k->bands, k->s->background);
-	else if (k->alpha == PREMULTIPLY)
-		premultiply_row(row, k->w, k->bands);
+	if (k->alpha == FLATTEN) {
+		flatten_row(k->alpha_row, row, k->w, k->bands, k->s->background);
+		row = k->alpha_row;
+	} else if (k->alpha == PREMULTIPLY) {
+		premultiply_row(k->alpha_row, row, k->w, k->bands);
+		row = k->alpha_row;
+	}
 	if (k->f > 1)
 		shrink_row(k, row);
 	else
@@ -997,15 +1009,8 @@ decode_png(const unsigned char *data, size_t len, const struct img_settings *s, 
 	p->fh = png_get_image_height(png, info);
 	/* Image data that needs none of libpng's transformations is read by pngrows, which
 	 * inflates and unfilters it faster (and accepts and refuses what libpng does) */
-	{
-		int ct = png_get_color_type(png, info);
-
-		own = png_get_bit_depth(png, info) == 8 &&
-		    png_get_interlace_type(png, info) == PNG_INTERLACE_NONE &&
-		    (ct == PNG_COLOR_TYPE_GRAY || ct == PNG_COLOR_TYPE_RGB ||
-		    ct == PNG_COLOR_TYPE_GRAY_ALPHA || ct == PNG_COLOR_TYPE_RGB_ALPHA) &&
-		    png_get_valid(png, info, PNG_INFO_tRNS) == 0;
-	}
+	own = pr_in_scope(png_get_bit_depth(png, info), png_get_color_type(png, info),
+	    png_get_interlace_type(png, info), png_get_valid(png, info, PNG_INFO_tRNS) != 0);
 	if (too_big(s, p->fw, p->fh, src.j.msg, sizeof(src.j.msg)))
 		longjmp(src.j.jb, 1);
 	p->orient = 1;
@@ -1038,8 +1043,7 @@ decode_png(const unsigned char *data, size_t len, const struct img_settings *s, 
 	if (sink_start(k, p, p->fw, p->fh, bands, s) != 0)
 		png_error(png, "out of memory");
 	/* an interlaced image arrives in passes over the whole image; others row by row */
-	rows = malloc(rowbytes * (passes > 1 ? p->fh : 1));
-	if (rows == NULL)
+	if (!own && (rows = malloc(rowbytes * (passes > 1 ? p->fh : 1))) == NULL)
 		png_error(png, "out of memory");
 	if (passes > 1) {
 		if ((v = malloc(sizeof(png_bytep) * p->fh)) == NULL)
@@ -1051,11 +1055,10 @@ decode_png(const unsigned char *data, size_t len, const struct img_settings *s, 
 		v = NULL;
 	}
 	if (own) {
-		/* png_read_info stops after the first IDAT's length and type */
-		if (src.off < 8 || memcmp(data + src.off - 4, "IDAT", 4) != 0)
+		/* png_read_info stops after the first IDAT's length and type: pr_start checks
+		 * that the chunk there is an IDAT */
+		if (rowbytes != (size_t)p->fw * (size_t)bands || src.off < 8)
 			png_error(png, "image data not where libpng left off");
-		if (rowbytes != (size_t)p->fw * (size_t)bands)
-			png_error(png, "unexpected row size");
 		if (pr_start(&pr, data, len, src.off - 8, p->fw, p->fh, bands, src.j.msg,
 		    sizeof(src.j.msg)) != 0)
 			longjmp(src.j.jb, 1);
@@ -1064,25 +1067,21 @@ decode_png(const unsigned char *data, size_t len, const struct img_settings *s, 
 
 			if (row == NULL)
 				longjmp(src.j.jb, 1);
-			/* the sink may change the row, which is the next one's reference */
-			memcpy(rows, row, rowbytes);
-			sink_row(k, rows);
+			sink_row(k, row);
 		}
 		if (pr_finish(&pr, src.j.msg, sizeof(src.j.msg)) != 0)
 			longjmp(src.j.jb, 1);
 		pr_free(&pr);
-		png_destroy_read_struct(&png, &info, NULL);
-		free(rows);
-		return 0;
-	}
-	for (y = 0; y < p->fh; y++) {
-		unsigned char *row = passes > 1 ? rows + rowbytes * y : rows;
+	} else {
+		for (y = 0; y < p->fh; y++) {
+			unsigned char *row = passes > 1 ? rows + rowbytes * y : rows;
 
-		if (passes == 1)
-			png_read_row(png, row, NULL);
-		sink_row(k, row);
+			if (passes == 1)
+				png_read_row(png, row, NULL);
+			sink_row(k, row);
+		}
+		png_read_end(png, NULL);
 	}
-	png_read_end(png, NULL);
 	png_destroy_read_struct(&png, &info, NULL);
 	free(rows);
 	return 0;
@@ -1184,22 +1183,15 @@ decode_vips(const unsigned char *src, size_t len, const struct img_settings *s, 
 	{
 		/* a strip at a time, top to bottom (what sequential access allows), so only
 		 * the loader's own buffers and one strip are held, not the image */
-		unsigned char *row = xmalloc((size_t)p->fw * (size_t)bands);
-
 		for (uint32_t top = 0; top < p->fh; top += VIPS_STRIP) {
 			VipsRect strip = { 0, (int)top, (int)p->fw,
 			    (int)(p->fh - top < VIPS_STRIP ? p->fh - top : VIPS_STRIP) };
 
-			if (V.vips_region_prepare(reg, &strip) != 0) {
-				free(row);
+			if (V.vips_region_prepare(reg, &strip) != 0)
 				goto fail;
-			}
-			for (uint32_t y = top; y < top + (uint32_t)strip.height; y++) {
-				memcpy(row, ROW(reg, y), (size_t)p->fw * (size_t)bands);
-				sink_row(k, row);
-			}
+			for (uint32_t y = top; y < top + (uint32_t)strip.height; y++)
+				sink_row(k, ROW(reg, y));
 		}
-		free(row);
 	}
 	rc = 0;
 	goto out;

@@ -92,7 +92,7 @@ chunk_at(const struct pr *r, size_t off, uint32_t *len, uint32_t *type, char *er
 static int
 crc_ok(const unsigned char *p, uint32_t len)
 {
-	return crc32(crc32(0, NULL, 0), p + 4, len + 4) == be32(p + 8 + len);
+	return crc32(0, p + 4, len + 4) == be32(p + 8 + len);
 }
 
 /* zlib's next piece of the IDATs, moving on to the next IDAT chunk when one is used up. */
@@ -374,7 +374,6 @@ pr_start(struct pr *r, const unsigned char *data, size_t len, size_t idat, uint3
 	}
 	r->data = data;
 	r->len = len;
-	r->w = w;
 	r->h = h;
 	r->bpp = bpp;
 	r->rowbytes = (size_t)w * (size_t)bpp;
@@ -564,4 +563,11 @@ pr_free(struct pr *r)
 	r->zinit = 0;
 	free(r->buf);
 	r->buf = NULL;
+}
+
+int
+pr_in_scope(int bit_depth, int color_type, int interlace, int has_trns)
+{
+	return bit_depth == 8 && interlace == 0 && !has_trns &&
+	    (color_type == 0 || color_type == 2 || color_type == 4 || color_type == 6);
 }

@@ -109,10 +109,8 @@ decode(const unsigned char *d, size_t n, int mine, int level, struct dec *o)
 	png_set_option(png, PNG_IGNORE_ADLER32, PNG_OPTION_ON);
 	png_read_info(png, info);
 	ct = png_get_color_type(png, info);
-	o->inscope = png_get_bit_depth(png, info) == 8 &&
-	    png_get_interlace_type(png, info) == PNG_INTERLACE_NONE &&
-	    (ct == 0 || ct == 2 || ct == 4 || ct == 6) &&
-	    png_get_valid(png, info, PNG_INFO_tRNS) == 0;
+	o->inscope = pr_in_scope(png_get_bit_depth(png, info), ct,
+	    png_get_interlace_type(png, info), png_get_valid(png, info, PNG_INFO_tRNS) != 0);
 	png_set_expand(png);
 	png_set_scale_16(png);
 	passes = png_set_interlace_handling(png);

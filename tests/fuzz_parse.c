@@ -212,9 +212,8 @@ fpng_decode(const uint8_t *data, size_t size, int mine)
 	w = png_get_image_width(png, info);
 	ht = png_get_image_height(png, info);
 	ct = png_get_color_type(png, info);
-	if (png_get_bit_depth(png, info) != 8 || png_get_interlace_type(png, info) != 0 ||
-	    ct == PNG_COLOR_TYPE_PALETTE || png_get_valid(png, info, PNG_INFO_tRNS) != 0 ||
-	    (uint64_t)w * ht > 1u << 20) {
+	if (!pr_in_scope(png_get_bit_depth(png, info), ct, png_get_interlace_type(png, info),
+	    png_get_valid(png, info, PNG_INFO_tRNS) != 0) || (uint64_t)w * ht > 1u << 20) {
 		png_destroy_read_struct(&png, &info, NULL);
 		return (uint64_t)-1;
 	}

@@ -35,7 +35,7 @@ struct pr {
 	size_t next;            /* offset of the chunk after the current IDAT */
 	const unsigned char *in;        /* the current IDAT's data not yet given to zlib */
 	uint32_t inleft;
-	uint32_t w, h, y;       /* y: rows returned */
+	uint32_t h, y;          /* y: rows returned */
 	int bpp;
 	uint64_t idat_limit;    /* longest IDAT libpng accepts for this image */
 	uint64_t left;          /* filtered bytes zlib has still to produce */
@@ -46,6 +46,11 @@ struct pr {
 	size_t cap, filled, proc;
 	int level;              /* unfilter with 0 plain C, 1 SSE2, 2 SSE2 and SSE4.1 */
 };
+
+/* Whether pngrows reads the image data of a PNG whose header says bit_depth, color_type
+ * (PNG's numbers: 0 grey, 2 RGB, 4 grey+alpha, 6 RGBA), interlace (0: none), and whether it
+ * has a tRNS chunk: 8 bits, not interlaced, no palette, no tRNS.  1 when it does. */
+int pr_in_scope(int bit_depth, int color_type, int interlace, int has_trns);
 
 /* Start reading: data[idat] is the length field of the first IDAT chunk of a PNG of w x h
  * pixels, bpp bytes each (1 to 4: grey, grey+alpha, RGB, RGBA at 8 bits).  0, or -1 with a
