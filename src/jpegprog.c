@@ -24,12 +24,12 @@
 
 #include "thumbr/util.h"
 
-/* zigzag index -> natural (row-major) index */
-static const unsigned char natural[64] = {
-	0, 1, 8, 16, 9, 2, 3, 10, 17, 24, 32, 25, 18, 11, 4, 5,
-	12, 19, 26, 33, 40, 48, 41, 34, 27, 20, 13, 6, 7, 14, 21, 28,
-	35, 42, 49, 56, 57, 50, 43, 36, 29, 22, 15, 23, 30, 37, 44, 51,
-	58, 59, 52, 45, 38, 31, 39, 46, 53, 60, 61, 54, 47, 55, 62, 63,
+/* natural (row-major) index -> zigzag index */
+static const unsigned char zigzag[64] = {
+	0, 1, 5, 6, 14, 15, 27, 28, 2, 4, 7, 13, 16, 26, 29, 42,
+	3, 8, 12, 17, 25, 30, 41, 43, 9, 11, 18, 24, 31, 40, 44, 53,
+	10, 19, 23, 32, 39, 45, 52, 54, 20, 22, 33, 38, 46, 51, 55, 60,
+	21, 34, 37, 47, 50, 56, 59, 61, 35, 36, 48, 49, 57, 58, 62, 63,
 };
 
 /* the bit reader's steps, inlined into the scan loops that run them per coefficient */
@@ -68,7 +68,6 @@ struct parse {
 	struct huff dct[4], act[4];
 	uint16_t quant[4][64];
 	int qset[4];
-	unsigned char nth[256][8];      /* for select_bit */
 	unsigned ri;            /* restart interval, in MCUs */
 	int eoi;                /* the end-of-image marker was reached */
 	uint64_t max_pixels;    /* the largest frame allocated for, 0: any */
@@ -300,14 +299,13 @@ parse_sof(struct parse *ps, const unsigned char *p, size_t n)
 		if (d->num > 1) {
 			c->ow = d->num * d->maxh / c->h;
 			c->oh = d->num * d->maxv / c->v;
-			for (int k = 0, j = 0; k < 64; k++)
-				if ((natural[k] & 7) < c->ow && natural[k] >> 3 < c->oh) {
-					c->kn = k + 1;
-					c->zz[j] = (unsigned char)k;
-					c->pos[j++] = natural[k];
-					if (k > 0)
-						c->used |= (uint64_t)1 << k;
-				}
+			/* the bottom-right of the ow x oh the inverse DCT reads comes last in
+			 * zigzag order */
+			c->kn = zigzag[(c->oh - 1) * 8 + c->ow - 1] + 1;
+			for (int v = 0; v < c->oh; v++)
+				for (int u = 0; u < c->ow; u++)
+					c->used |= (uint64_t)1 << zigzag[v * 8 + u];
+			c->used &= ~(uint64_t)1;
 			idct_matrix(c->mx, c->ow);
 			idct_matrix(c->my, c->oh);
 			c->nz = calloc(blocks, sizeof(*c->nz));
@@ -353,7 +351,8 @@ parse_dht(struct parse *ps, const unsigned char *p, size_t n)
 			code <<= 1;
 		}
 		memcpy(t->val, p + 17, count);
-		for (unsigned i = 0; i < count; i++)    /* DC differences are at most 11 bits */
+		for (unsigned i = 0; i < count; i++)    /* a DC symbol is a bit count (dc_scan
+							 * takes 11 at most) */
 			if (cls == 0 && t->val[i] > 15)
 				return fail(ps, "corrupt JPEG data: bad Huffman table");
 		for (int l = 1; l <= FAST; l++)
@@ -435,7 +434,7 @@ scan_end(struct parse *ps, const struct bits *b, const unsigned char **pp,
 	return 0;
 }
 
-/* The block at bx, by of component c: its kept coefficients and non-zero bits. */
+/* The block at bx, by of component c: its kept coefficients. */
 static int16_t *
 coef_at(const struct jp_comp *c, uint32_t bx, uint32_t by)
 {
@@ -553,7 +552,7 @@ correct(struct bits *b, int16_t *coef, uint64_t m, int kn, int al)
 		return;
 	kept = m & span(0, kn - 1);
 	other = m & ~kept;
-	rest = other != 0 ? popcount(other) : 0;
+	rest = popcount(other);
 
 	while (kept != 0) {
 		int k = __builtin_ctzll(kept), v = coef[k];
@@ -648,33 +647,13 @@ ac_first(struct parse *ps, struct jp_comp *c, const struct huff *t, int ss, int 
 }
 
 /* The position of set bit r (from 0, counting from the low end) of z, or 64 when z has r or
- * fewer: by bytes, then within the byte from the table nth (see nth_table). */
+ * fewer; r is a run of zeros, at most 15. */
 INLINE int
-select_bit(const unsigned char (*nth)[8], uint64_t z, int r)
+select_bit(uint64_t z, int r)
 {
-	const uint64_t ones = 0x0101010101010101ULL;
-	uint64_t x = z - (z >> 1 & 0x5555555555555555ULL), upto, over;
-	int byte, before;
-
-	x = (x & 0x3333333333333333ULL) + (x >> 2 & 0x3333333333333333ULL);
-	x = (x + (x >> 4)) & 0x0F0F0F0F0F0F0F0FULL;
-	upto = x * ones;                /* byte i: set bits in bytes 0 .. i (at most 64) */
-	over = (upto + (uint64_t)(127 - r) * ones) & 0x8080808080808080ULL;     /* > r */
-	if (over == 0)
-		return 64;
-	byte = __builtin_ctzll(over) >> 3;
-	before = byte > 0 ? (int)(upto >> (8 * byte - 8) & 0xFF) : 0;
-	return 8 * byte + nth[z >> (8 * byte) & 0xFF][r - before];
-}
-
-/* nth[b][i]: the position of set bit i of the byte b */
-static void
-nth_table(unsigned char (*nth)[8])
-{
-	for (int v = 0; v < 256; v++)
-		for (int i = 0, bit = 0; bit < 8; bit++)
-			if (v >> bit & 1)
-				nth[v][i++] = (unsigned char)bit;
+	for (; r > 0 && z != 0; r--)
+		z &= z - 1;
+	return z != 0 ? __builtin_ctzll(z) : 64;
 }
 
 /* An AC refinement scan (G.1.2.3) of component c, from *pp. */
@@ -727,7 +706,7 @@ ac_refine(struct parse *ps, struct jp_comp *c, const struct huff *t, int ss, int
 				/* past r coefficients still zero, correcting the non-zero ones on the
 				 * way, to the next zero one (past se when there is none) */
 				z = ~nz & span(k, se);
-				to = r == 0 ? (z != 0 ? __builtin_ctzll(z) : 64) : select_bit(ps->nth, z, r);
+				to = select_bit(z, r);
 				to = to > se ? se + 1 : to;
 				correct(&b, coef, nz & span(k, to - 1), kn, al);
 				k = to;
@@ -863,7 +842,6 @@ jp_decode(struct jp *d, const unsigned char *src, size_t len, int ycc, int num,
 	d->ycc = ycc;
 	d->num = num;
 	d->held = -1;
-	nth_table(ps.nth);
 	if (num != 1 && num != 2 && num != 4) {
 		errf(err, errsz, "scale %d/8 not implemented", num);
 		return -1;
@@ -993,11 +971,12 @@ idct_n(const struct jp_comp *c, const int16_t *coef, uint64_t nz, unsigned char 
 			memset(out + (size_t)y * stride, px, (size_t)OW);
 		return;
 	}
-	for (int i = 0; i < OW * OH; i++) {
-		int k = c->zz[i];
+	for (int v = 0; v < OH; v++)
+		for (int u = 0; u < OW; u++) {
+			int k = zigzag[v * 8 + u];
 
-		f[c->pos[i] >> 3][c->pos[i] & 7] = (float)coef[k] * c->q[k];
-	}
+			f[v][u] = (float)coef[k] * c->q[k];
+		}
 	for (int v = 0; v < OH; v++)
 		for (int x = 0; x < OW; x++) {
 			float sum = 0;

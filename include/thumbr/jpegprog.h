@@ -34,9 +34,7 @@ struct jp_comp {
 	uint16_t q[64];         /* quantisers (zigzag), latched at the component's first scan */
 	int ow, oh;             /* pixels a block becomes, across and down */
 	int kn;                 /* coefficients kept per block: zigzag 0 .. kn - 1 */
-	unsigned char zz[64], pos[64];  /* of those, the ow * oh the inverse DCT reads:
-				 * zigzag index, natural index */
-	uint64_t used;          /* the same as bits, but the DC */
+	uint64_t used;          /* zigzag bits of the AC coefficients the inverse DCT reads */
 	uint32_t bw, bh;        /* blocks holding image data */
 	uint32_t stride;        /* blocks stored per row: whole MCUs (and mcuy * v rows) */
 	int16_t *coef;          /* kn per block */
