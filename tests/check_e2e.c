@@ -19,6 +19,7 @@
 #include <unistd.h>
 
 #include <vips/vips.h>
+#include <zlib.h>
 
 #include "suites.h"
 #include "testutil.h"
@@ -1097,19 +1098,6 @@ END_TEST
 
 /* ---- hostile input ---- */
 
-static uint32_t
-crc32_of(const unsigned char *p, size_t n)
-{
-	uint32_t c = 0xffffffffu;
-
-	for (size_t i = 0; i < n; i++) {
-		c ^= p[i];
-		for (int k = 0; k < 8; k++)
-			c = c & 1 ? 0xedb88320u ^ (c >> 1) : c >> 1;
-	}
-	return c ^ 0xffffffffu;
-}
-
 /* A valid PNG signature and IHDR declaring w x h, then a broken IDAT. */
 static void
 write_png_bomb(const char *path, uint32_t w, uint32_t h)
@@ -1123,13 +1111,13 @@ write_png_bomb(const char *path, uint32_t w, uint32_t h)
 	tu_put_be32(ihdr + 8, w);
 	tu_put_be32(ihdr + 12, h);
 	ihdr[16] = 8, ihdr[17] = 2, ihdr[18] = 0, ihdr[19] = 0, ihdr[20] = 0;
-	tu_put_be32(ihdr + 21, crc32_of(ihdr + 4, 17));
+	tu_put_be32(ihdr + 21, (uint32_t)crc32(0, ihdr + 4, 17));
 	tu_put_be32(f + 33, 0);
 	memcpy(f + 37, "IDAT", 4);
-	tu_put_be32(f + 41, crc32_of(f + 37, 4));
+	tu_put_be32(f + 41, (uint32_t)crc32(0, f + 37, 4));
 	tu_put_be32(f + 45, 0);
 	memcpy(f + 49, "IEND", 4);
-	tu_put_be32(f + 53, crc32_of(f + 49, 4));
+	tu_put_be32(f + 53, (uint32_t)crc32(0, f + 49, 4));
 	ck_assert_int_eq(tu_write(path, f, sizeof(f)), 0);
 }
 

@@ -83,17 +83,7 @@ compare_at(int num, int grey, int hs, int vs, unsigned restart)
 	ck_assert_uint_eq(d.w, w);
 	ck_assert_uint_eq(d.h, h);
 	ck_assert_int_eq(d.ncomp, grey ? 1 : 3);
-	if (grey) {     /* as RGB for tu_psnr */
-		unsigned char *a = malloc((size_t)w * h * 3), *b = malloc((size_t)w * h * 3);
-
-		for (size_t i = 0; i < (size_t)w * h; i++)
-			memset(a + 3 * i, ref[i], 3), memset(b + 3 * i, got[i], 3);
-		psnr = tu_psnr(a, b, w, h);
-		free(a);
-		free(b);
-	} else {
-		psnr = tu_psnr(ref, got, w, h);
-	}
+	psnr = tu_psnr_samples(ref, got, (size_t)w * h * (grey ? 1 : 3));
 	jp_free(&d);
 	free(got);
 	free(ref);

@@ -485,8 +485,13 @@ tu_progressive_jpeg(const unsigned char *rgb, unsigned w, unsigned h, int grey, 
 double
 tu_psnr(const unsigned char *a, const unsigned char *b, unsigned w, unsigned h)
 {
+	return tu_psnr_samples(a, b, (size_t)w * h * 3);
+}
+
+double
+tu_psnr_samples(const unsigned char *a, const unsigned char *b, size_t n)
+{
 	double se = 0;
-	size_t n = (size_t)w * h * 3;
 
 	for (size_t i = 0; i < n; i++)
 		se += ((double)a[i] - b[i]) * ((double)a[i] - b[i]);

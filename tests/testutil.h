@@ -60,6 +60,8 @@ unsigned char *tu_progressive_jpeg_script(const unsigned char *rgb, unsigned w, 
     unsigned long *len);
 /* PSNR in dB of two RGB images of one size (99 when identical). */
 double tu_psnr(const unsigned char *a, const unsigned char *b, unsigned w, unsigned h);
+/* The same over n samples of any number of bands. */
+double tu_psnr_samples(const unsigned char *a, const unsigned char *b, size_t n);
 /* Mean absolute difference of two 8-bit images of one size and band count. */
 double tu_mae(const unsigned char *a, const unsigned char *b, size_t samples);
 /* Decode a PNG file to 8-bit RGBA (malloc'ed); NULL on error. */
